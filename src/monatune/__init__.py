@@ -1,0 +1,29 @@
+"""monatune: Mona tuning and its baselines on frozen Swin backbones.
+
+    import monatune, timm
+    model = timm.create_model("swin_tiny_patch4_window7_224", num_classes=10)
+    monatune.apply(model, "mona", train_modules=["head"])
+    ...train...
+    monatune.save_adapter(model, "mona.safetensors")
+"""
+
+__version__ = "0.1.0"
+
+from monatune.adapter_io import AdapterMismatchError, load_adapter, save_adapter
+from monatune.backbones import create_backbone
+from monatune.layers.mona import Mona
+from monatune.methods import methods
+from monatune.tuning import apply, count_parameters, tuning_state
+
+__all__ = [
+    "AdapterMismatchError",
+    "Mona",
+    "__version__",
+    "apply",
+    "count_parameters",
+    "create_backbone",
+    "load_adapter",
+    "methods",
+    "save_adapter",
+    "tuning_state",
+]

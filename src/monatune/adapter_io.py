@@ -1,0 +1,114 @@
+"""Adapter-only checkpoints: the trainable tensors of a tuned model in one safetensors file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from monatune.tuning import apply, tuning_state
+
+FORMAT_VERSION = "1"
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter file does not fit the model (other backbone, method or options)."""
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors that train, by parameter name."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_adapter(model: nn.Module, path: str | Path) -> Path:
+    """Write the trainable tensors of a tuned model (with method and options as metadata), atomically."""
+    from safetensors.torch import save_file
+
+    from monatune import __version__
+
+    state = tuning_state(model)
+    if state is None:
+        raise ValueError("save_adapter: model is not tuned; call monatune.apply(model, method) first")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainable_state_dict(model).items()}
+    metadata = {
+        "format": "monatune-adapter",
+        "format_version": FORMAT_VERSION,
+        "monatune_version": __version__,
+        "method": state["method"],
+        "options": json.dumps(state["options"]),
+        "train_modules": json.dumps(state["train_modules"]),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """(tensors, {"method", "options", "train_modules"}) of an adapter file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"adapter file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise AdapterMismatchError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if meta.get("format") != "monatune-adapter":
+        raise AdapterMismatchError(f"{path} is not a monatune adapter file (metadata 'format' missing)")
+    info = {
+        "method": meta["method"],
+        "options": json.loads(meta.get("options", "{}")),
+        "train_modules": json.loads(meta.get("train_modules", "[]")),
+    }
+    return tensors, info
+
+
+def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load an adapter file into ``model``; applies the file's method first if ``model`` is plain.
+
+    Every key and shape is checked before any tensor is copied: a file from another backbone,
+    method or option set raises AdapterMismatchError naming the mismatched keys and shapes, and
+    leaves the model's weights untouched.
+    """
+    tensors, info = read_adapter(path)
+    state = tuning_state(model)
+    if state is None:
+        apply(model, info["method"], train_modules=info["train_modules"], **info["options"])
+    elif state["method"] != info["method"] or state["options"] != info["options"]:
+        raise AdapterMismatchError(
+            f"{path} holds method {info['method']!r} {info['options']}, the model is tuned with "
+            f"{state['method']!r} {state['options']}"
+        )
+    expected = trainable_state_dict(model)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = [
+        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(tensors))
+        if tensors[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        lines = [f"{path} does not fit this model ({info['method']}):"]
+        for label, items in (("missing in file", missing), ("not in model", unexpected), ("shape", wrong_shape)):
+            if items:
+                lines.append(f"  {label} ({len(items)}): " + "; ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
+        raise AdapterMismatchError("\n".join(lines))
+    with torch.no_grad():
+        for key, param in expected.items():
+            param.copy_(tensors[key].to(param.device, param.dtype))
+    return model

@@ -1,0 +1,94 @@
+"""The one injection mechanism: a Swin block's forward re-expressed with named insertion points.
+
+A tuning method never edits backbone code. It adds child modules to a block and names the point
+where each one acts; ``tuned_block_forward`` then runs the block's own submodules (norms,
+attention, MLP, drop-path) with those points in place:
+
+    h = attn_branch(x);  h = attn_out(h);   x = x + drop_path1(h);   x = after_attn(x)
+    h = mlp_branch(x);   h = mlp_out(h);    x = x + drop_path2(h) + mlp_parallel(x);   x = after_mlp(x)
+
+``attn_out``/``mlp_out`` transform a branch output before its residual add (Houlsby adapters,
+LoRand), ``mlp_parallel`` adds a branch fed the un-normalised stream (AdaptFormer), and
+``after_attn``/``after_mlp`` act on the residual stream as a (B, H, W, C) map with window padding
+cropped and the cyclic shift undone (Mona). Tensors stay channels-last (B, H, W, C) throughout.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+INSERTION_POINTS = ("attn_out", "after_attn", "mlp_out", "mlp_parallel", "after_mlp")
+_POINTS_ATTR = "monatune_points"
+_OPS_ATTR = "_monatune_block_ops"
+
+
+@dataclass(frozen=True)
+class BlockOps:
+    """How one backbone family's block computes its two branches (input and output (B, H, W, C))."""
+
+    attn_branch: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    mlp_branch: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    drop_path1: Callable[[nn.Module], nn.Module]
+    drop_path2: Callable[[nn.Module], nn.Module]
+
+
+@dataclass
+class BlockSite:
+    """One transformer block of a backbone and what a method needs to know about it."""
+
+    name: str  # qualified module name inside the model passed to ``apply``
+    block: nn.Module
+    stage: int
+    index: int  # index within its stage
+    dim: int
+    qkv_parent: nn.Module  # the attention module holding the fused ``qkv`` Linear
+    ops: BlockOps = field(repr=False)
+
+
+def _point(block: nn.Module, point: str) -> nn.Module | None:
+    child = getattr(block, _POINTS_ATTR, {}).get(point)
+    return None if child is None else getattr(block, child)
+
+
+def tuned_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Forward of a Swin block with the method modules attached at their insertion points."""
+    ops: BlockOps = getattr(block, _OPS_ATTR)
+    h = ops.attn_branch(block, x)
+    if (m := _point(block, "attn_out")) is not None:
+        h = m(h)
+    x = x + ops.drop_path1(block)(h)
+    if (m := _point(block, "after_attn")) is not None:
+        x = m(x)
+    h = ops.mlp_branch(block, x)
+    if (m := _point(block, "mlp_out")) is not None:
+        h = m(h)
+    out = x + ops.drop_path2(block)(h)
+    if (m := _point(block, "mlp_parallel")) is not None:
+        out = out + m(x)
+    if (m := _point(block, "after_mlp")) is not None:
+        out = m(out)
+    return out
+
+
+def attach(site: BlockSite, point: str, child_name: str, module: nn.Module) -> None:
+    """Add ``module`` to the block as ``child_name`` and run it at ``point``."""
+    if point not in INSERTION_POINTS:
+        raise ValueError(f"unknown insertion point {point!r}; valid: {', '.join(INSERTION_POINTS)}")
+    block = site.block
+    points: dict[str, str] = getattr(block, _POINTS_ATTR, None) or {}
+    if point in points:
+        raise ValueError(f"{site.name}: insertion point {point!r} already holds {points[point]!r}")
+    ref = next(block.parameters(), None)
+    if ref is not None:
+        module = module.to(device=ref.device, dtype=ref.dtype)
+    block.add_module(child_name, module)
+    points[point] = child_name
+    setattr(block, _POINTS_ATTR, points)
+    setattr(block, _OPS_ATTR, site.ops)
+    # Instance-level forward: the backbone's class and code stay untouched.
+    block.forward = types.MethodType(tuned_block_forward, block)

@@ -1,0 +1,73 @@
+"""Dense Swin: the four stage outputs, each through its own LayerNorm, as NCHW maps for necks/heads."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+class DenseSwin(nn.Module):
+    """Base of the dense Swin wrappers. ``forward(images (B,3,H,W)) -> [ (B, C_i, H/s_i, W/s_i) ]``.
+
+    One LayerNorm per returned stage is registered as ``norm{i}`` (the names of the original Swin
+    detection code). ``out_channels`` and ``strides`` describe the returned maps, in order.
+    """
+
+    def __init__(self, stage_channels: Sequence[int], out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
+        super().__init__()
+        if not out_indices or any(i not in range(len(stage_channels)) for i in out_indices):
+            raise ValueError(f"out_indices must be a non-empty subset of 0..{len(stage_channels) - 1}, got {out_indices}")
+        self.out_indices = tuple(sorted(out_indices))
+        self.out_channels = [int(stage_channels[i]) for i in self.out_indices]
+        self.strides = [4 * 2**i for i in self.out_indices]
+        for i in self.out_indices:
+            self.add_module(f"norm{i}", nn.LayerNorm(stage_channels[i]))
+
+    def stage_maps(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Yield each stage's (B, H, W, C) output in order."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for i, x in enumerate(self.stage_maps(images)):
+            if i in self.out_indices:
+                outs.append(getattr(self, f"norm{i}")(x).permute(0, 3, 1, 2).contiguous())
+            if i == self.out_indices[-1]:
+                break
+        return outs
+
+
+class TimmDenseSwin(DenseSwin):
+    """Dense wrapper over a timm SwinTransformer (its ``patch_embed`` and ``layers``; final norm/head dropped)."""
+
+    def __init__(self, swin: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
+        channels = [info["num_chs"] for info in swin.feature_info]
+        super().__init__(channels, out_indices)
+        self.patch_embed = swin.patch_embed
+        self.layers = swin.layers
+
+    def stage_maps(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
+        x = self.patch_embed(images)
+        for stage in self.layers:
+            x = stage(x)
+            yield x
+
+
+class TorchvisionDenseSwin(DenseSwin):
+    """Dense wrapper over a torchvision SwinTransformer (its ``features``; final norm/head dropped)."""
+
+    def __init__(self, swin: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
+        stage_ids = list(range(1, len(swin.features), 2))  # features: stem, stage, merge, stage, ...
+        channels = [swin.features[i][0].norm1.normalized_shape[0] for i in stage_ids]
+        super().__init__(channels, out_indices)
+        self.features = swin.features
+        self._stage_ids = stage_ids
+
+    def stage_maps(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
+        x = images
+        for j, layer in enumerate(self.features):
+            x = layer(x)
+            if j in self._stage_ids:
+                yield x

@@ -1,0 +1,70 @@
+"""``apply``: put a tuning method on a model with an unmodified Swin backbone and freeze the rest."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from torch import nn
+
+from monatune.backbones import find_block_sites
+from monatune.methods import build_method
+
+STATE_ATTR = "monatune_state"
+
+
+def apply(model: nn.Module, method: str, *, train_modules: Sequence[str] = (), **options: Any) -> nn.Module:
+    """Apply ``method`` to every Swin block inside ``model``; return ``model`` (changed in place).
+
+    Afterwards exactly the method's parameters require grad: its added modules and the backbone
+    parameters it selects. Every other parameter of ``model`` is frozen, except the submodules
+    named in ``train_modules`` (e.g. ``["head"]`` for a timm classifier), which train fully.
+
+    Raises ValueError for an unknown method, option or module name, or a model tuned already.
+    """
+    if getattr(model, STATE_ATTR, None) is not None:
+        raise ValueError(f"model already tuned with {getattr(model, STATE_ATTR)['method']!r}; apply once per model")
+    for name in train_modules:
+        _get_submodule(model, name)
+    tuning = build_method(method, **options)
+    sites = find_block_sites(model)
+    added = tuning.add_modules(model, sites)
+    model.requires_grad_(False)
+    for param in tuning.trainable(model, sites):
+        param.requires_grad_(True)
+    for module in added:
+        module.requires_grad_(True)
+    for name in train_modules:
+        _get_submodule(model, name).requires_grad_(True)
+    setattr(
+        model,
+        STATE_ATTR,
+        {"method": method, "options": dataclasses.asdict(tuning.options), "train_modules": list(train_modules)},
+    )
+    return model
+
+
+def tuning_state(model: nn.Module) -> dict[str, Any] | None:
+    """``{"method", "options", "train_modules"}`` of a tuned model, or None."""
+    return getattr(model, STATE_ATTR, None)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts (shared tensors counted once)."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable, total
+
+
+def _get_submodule(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        children = [n for n, _ in model.named_children()]
+        raise ValueError(f"train_modules: no submodule {name!r} in {type(model).__name__}; top-level: {children}") from None
