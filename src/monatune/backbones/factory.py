@@ -86,6 +86,8 @@ def create_backbone(
                 raise WeightsError(
                     f"torchvision backbones take local weights only here: pass weights=PATH for {name!r}"
                 )
+            if "drop_path_rate" in kwargs:  # torchvision's name for stochastic depth
+                kwargs["stochastic_depth_prob"] = kwargs.pop("drop_path_rate")
             model = getattr(torchvision.models, name)(num_classes=max(num_classes, 1), **kwargs)
             if num_classes == 0:
                 model.head = nn.Identity()

@@ -5,21 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monatune.cli import params
+from monatune.cli import demo, params, train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monatune", description="Mona tuning and its baselines on Swin backbones")
     sub = parser.add_subparsers(dest="command", required=True)
     params.add_parser(sub)
+    train.add_parsers(sub)
+    demo.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     try:
+        if args.command in ("fit", "validate", "test"):
+            return int(args.func(args, extra) or 0)
+        if extra:
+            parser.error(f"unrecognised arguments: {' '.join(extra)}")
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         print(f"monatune {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,58 @@
+"""``monatune fit|validate|test --config FILE.yaml [--section.key value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    for command, text in (("fit", "train"), ("validate", "evaluate on the validation split"), ("test", "evaluate on the test split")):
+        p = subparsers.add_parser(
+            command,
+            help=f"{text} from a YAML config",
+            description=f"{text.capitalize()} from a YAML config. Override any key with --section.key value "
+            "(e.g. --model.method lora --trainer.devices 2).",
+        )
+        p.add_argument("--config", "-c", help="experiment YAML (see configs/)")
+        p.add_argument(
+            "--ckpt",
+            default="last" if command == "fit" else None,
+            help="checkpoint to resume from / evaluate; 'last' = the run's last.ckpt if it exists (fit default)",
+        )
+        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        p.set_defaults(func=run_command, command=command)
+
+
+def split_overrides(extra: list[str]) -> list[str]:
+    """``['--model.method', 'lora', '--trainer.max_epochs=2']`` -> ``['model.method=lora', 'trainer.max_epochs=2']``."""
+    out, i = [], 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--") or "." not in token.split("=", 1)[0]:
+            raise ValueError(f"unrecognised argument {token!r}: overrides look like --section.key value")
+        key = token[2:]
+        if "=" in key:
+            out.append(key)
+            i += 1
+        else:
+            if i + 1 >= len(extra):
+                raise ValueError(f"override {token} needs a value")
+            out.append(f"{key}={extra[i + 1]}")
+            i += 2
+    return out
+
+
+def run_command(args: argparse.Namespace, extra: list[str]) -> int:
+    import yaml
+
+    from monatune.engine.config import load_config
+    from monatune.engine.run import run
+
+    cfg = load_config(args.config, split_overrides(extra))
+    if args.print_config:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    result = run(args.command, cfg, args.ckpt)
+    print(json.dumps({"metrics": result["metrics"], "global_step": result["global_step"]}, indent=2))
+    return 0

@@ -1,0 +1,134 @@
+"""Callbacks: loss/metric history (for plots and results files), RNG state in checkpoints, run cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+class History(L.Callback):
+    """Records the mean training loss of every epoch and the validation metrics (kept across resumes)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.train_loss: list[float] = []  # per epoch
+        self.step_loss: list[float] = []  # per logged step
+        self.val: list[dict[str, float]] = []
+        self._epoch_sum = 0.0
+        self._epoch_n = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        value = float(loss.detach())
+        self._epoch_sum += value
+        self._epoch_n += 1
+        self.step_loss.append(value)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._epoch_n:
+            self.train_loss.append(self._epoch_sum / self._epoch_n)
+        self._epoch_sum, self._epoch_n = 0.0, 0
+        self._write()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        metrics["epoch"] = trainer.current_epoch
+        self.val.append(metrics)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train_loss": self.train_loss, "step_loss": self.step_loss, "val": self.val}
+
+    def _write(self) -> None:
+        if self.path is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            write_json_atomic(self.path, self.as_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train_loss = list(state.get("train_loss", []))
+        self.step_loss = list(state.get("step_loss", []))
+        self.val = list(state.get("val", []))
+
+
+class RNGState(L.Callback):
+    """Stores Python/NumPy/torch RNG states in checkpoints so a resumed run continues like an unbroken one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "python": list(random.getstate()[1]),
+            "python_pos": random.getstate()[2],
+            "numpy": np.random.get_state()[1].tolist(),
+            "numpy_pos": int(np.random.get_state()[2]),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        random.setstate((3, tuple(state["python"]), state["python_pos"]))
+        np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def reset_peak_rss() -> None:
+    """Reset the process's peak resident memory (Linux); a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (since the last reset), or NaN if unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class RunCost(L.Callback):
+    """Wall time of training and peak memory (CUDA allocator peak on GPU, peak RSS on CPU)."""
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self.peak_memory_mb = float("nan")
+        self._t0 = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if torch.cuda.is_available() and pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        else:
+            reset_peak_rss()
+        self._t0 = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.train_seconds = time.perf_counter() - self._t0
+        if pl_module.device.type == "cuda":
+            self.peak_memory_mb = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+        else:
+            self.peak_memory_mb = peak_rss_mb()

@@ -1,0 +1,73 @@
+"""Run an experiment: fit / validate / test one config with the task's module and data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import yaml
+
+from monatune.engine.callbacks import History, RNGState, RunCost
+from monatune.engine.config import ExperimentConfig
+from monatune.engine.trainer import build_trainer
+
+TaskBuilders = tuple[Callable[[ExperimentConfig], L.LightningModule], Callable[[ExperimentConfig], L.LightningDataModule]]
+
+
+def _classification() -> TaskBuilders:
+    from monatune.tasks.classification import ClassificationModule, build_classifier
+    from monatune.tasks.classification.data import ClassificationData
+
+    return (lambda cfg: ClassificationModule(build_classifier(cfg), cfg)), ClassificationData
+
+
+TASKS: dict[str, Callable[[], TaskBuilders]] = {"classification": _classification}
+
+
+def register_task(name: str, builders: Callable[[], TaskBuilders]) -> None:
+    TASKS[name] = builders
+
+
+def task_builders(task: str) -> TaskBuilders:
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} has no engine wiring yet; available: {', '.join(TASKS)}")
+    return TASKS[task]()
+
+
+def resolve_ckpt(out_dir: Path, ckpt: str | None) -> str | None:
+    """``last`` -> the run's last.ckpt (None when there is none yet, i.e. a fresh start)."""
+    if ckpt != "last":
+        return ckpt
+    last = out_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None) -> dict[str, Any]:
+    """Run ``fit``, ``validate`` or ``test``; returns the final metrics and run cost."""
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    out_dir = Path(cfg.trainer.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    build_module, build_data = task_builders(cfg.task)
+    module, data = build_module(cfg), build_data(cfg)
+    history, cost = History(out_dir / "history.json"), RunCost()
+    trainer = build_trainer(cfg, [history, RNGState(), cost], checkpoints=command == "fit")
+    ckpt_path = resolve_ckpt(out_dir, ckpt)
+    if command == "fit":
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+    elif command == "validate":
+        metrics = trainer.validate(module, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
+    elif command == "test":
+        metrics = trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
+    else:
+        raise ValueError(f"unknown command {command!r}; valid: fit, validate, test")
+    return {
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "global_step": trainer.global_step,
+        "train_seconds": cost.train_seconds,
+        "peak_memory_mb": cost.peak_memory_mb,
+        "history": history.as_dict(),
+        "module": module,
+    }

@@ -1,0 +1,61 @@
+"""Classification LightningModule: cross-entropy training, top-1/top-5 accuracy."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from monatune.engine.build import backbone_from_config
+from monatune.engine.config import ExperimentConfig
+from monatune.engine.module import TunedModule
+from monatune.tuning import apply
+
+
+def build_classifier(cfg: ExperimentConfig) -> nn.Module:
+    """Swin classifier with ``cfg.model.num_classes`` outputs, tuned by ``cfg.model.method`` (head trains)."""
+    model = backbone_from_config(cfg.model, num_classes=cfg.model.num_classes)
+    return apply(model, cfg.model.method, train_modules=["head"], **cfg.model.method_options)
+
+
+class ClassificationModule(TunedModule):
+    """Batches are (images (B,3,H,W), labels (B,)); logs val/loss, val/top1, val/top5 (in %)."""
+
+    def __init__(self, model: nn.Module, cfg: ExperimentConfig) -> None:
+        super().__init__(model, cfg)
+        n = cfg.model.num_classes
+        self.top1 = MulticlassAccuracy(num_classes=n, top_k=1, average="micro")
+        self.top5 = MulticlassAccuracy(num_classes=n, top_k=min(5, n), average="micro")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def compute_losses(self, batch) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        return {"loss_cls": F.cross_entropy(self.model(images), labels)}
+
+    def _eval_step(self, batch, stage: str) -> None:
+        images, labels = batch
+        logits = self.model(images)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
+        self.top1.update(logits, labels)
+        self.top5.update(logits, labels)
+
+    def _eval_end(self, stage: str) -> None:
+        self.log(f"{stage}/top1", 100 * self.top1.compute(), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/top5", 100 * self.top5.compute(), sync_dist=True)
+        self.top1.reset()
+        self.top5.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")

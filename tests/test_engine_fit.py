@@ -1,0 +1,126 @@
+"""End-to-end fits on a tiny Swin: loss falls, resume after a crash matches an unbroken run,
+checkpoints hold trainable tensors only, a NaN loss stops cleanly."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+import monatune
+from monatune.engine.callbacks import History, RNGState
+from monatune.engine.checkpoint_io import SafeCheckpointIO
+from monatune.engine.module import NonFiniteLossError
+from monatune.engine.trainer import build_trainer
+from monatune.tasks.classification import ClassificationModule
+from monatune.tasks.classification.data import ClassificationData
+
+from engine_helpers import separable_data, tiny_config, tiny_swin
+
+
+def make(cfg, seed=0):
+    torch.manual_seed(seed)
+    model = monatune.apply(tiny_swin(), cfg.model.method, train_modules=["head"])
+    module = ClassificationModule(model, cfg)
+    data = ClassificationData(cfg, separable_data(48), separable_data(16, seed=1))
+    return module, data
+
+
+@pytest.mark.parametrize("method", ["mona", "lora", "full", "adaptformer"])
+def test_loss_falls(tmp_path, method):
+    cfg = tiny_config(tmp_path, method, trainer__max_epochs=4)
+    L.seed_everything(0, verbose=False)
+    module, data = make(cfg)
+    history = History()
+    trainer = build_trainer(cfg, [history], checkpoints=False, logging=False)
+    trainer.fit(module, datamodule=data)
+    assert len(history.train_loss) == 4
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0], history.train_loss
+    assert trainer.global_step == 4 * 6
+
+
+class Crash(L.Callback):
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("simulated crash")
+
+
+def trainable_snapshot(module):
+    return {k: v.detach().clone() for k, v in module.model.named_parameters() if v.requires_grad}
+
+
+def test_resume_after_crash_matches_unbroken_run(tmp_path):
+    L.seed_everything(0, verbose=False)
+    cfg_a = tiny_config(tmp_path / "a", "mona")
+    module_a, data_a = make(cfg_a)
+    trainer_a = build_trainer(cfg_a, [History(), RNGState()], logging=False)
+    trainer_a.fit(module_a, datamodule=data_a)
+
+    cfg_b = tiny_config(tmp_path / "b", "mona")
+    L.seed_everything(0, verbose=False)
+    module_b, data_b = make(cfg_b)
+    trainer_b = build_trainer(cfg_b, [History(), RNGState(), Crash(at_step=9)], logging=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer_b.fit(module_b, datamodule=data_b)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+
+    # A fresh process rebuilds everything from the config (same pretrained = same frozen weights;
+    # the adapters start from other random values), then resumes from last.ckpt.
+    module_c, data_c = make(cfg_b, seed=0)
+    for name, p in module_c.model.named_parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p)
+    L.seed_everything(123, verbose=False)  # resumed RNG must come from the checkpoint, not from here
+    history_c = History()
+    trainer_c = build_trainer(cfg_b, [history_c, RNGState()], logging=False)
+    trainer_c.fit(module_c, datamodule=data_c, ckpt_path=str(last))
+
+    assert trainer_c.global_step == trainer_a.global_step == 18
+    a, c = trainable_snapshot(module_a), trainable_snapshot(module_c)
+    assert a.keys() == c.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert float(trainer_c.callback_metrics["val/loss"]) == pytest.approx(float(trainer_a.callback_metrics["val/loss"]), rel=1e-5)
+    assert len(history_c.train_loss) == 3  # history carried over the resume
+
+
+def test_checkpoint_holds_trainable_tensors_only(tmp_path):
+    cfg = tiny_config(tmp_path, "lora", trainer__max_epochs=1)
+    module, data = make(cfg)
+    build_trainer(cfg, [RNGState()], logging=False).fit(module, datamodule=data)
+    files = list((tmp_path / "checkpoints").iterdir())
+    assert not [f for f in files if f.name.endswith(".tmp")]
+    ckpt = SafeCheckpointIO().load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    trainable = {f"model.{n}" for n, p in module.model.named_parameters() if p.requires_grad}
+    params = {k for k in ckpt["state_dict"] if k in dict(module.named_parameters())}
+    assert params == trainable
+    assert ckpt["monatune"]["tuning"]["method"] == "lora"
+    assert "optimizer_states" in ckpt and "lr_schedulers" in ckpt
+
+    # a checkpoint of another method is refused with a message naming the problem
+    other_cfg = tiny_config(tmp_path / "other", "mona", trainer__max_epochs=2)
+    other, other_data = make(other_cfg)
+    with pytest.raises(ValueError, match="lora"):
+        build_trainer(other_cfg, logging=False).fit(other, datamodule=other_data, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, "mona", trainer__max_epochs=2)
+    module, data = make(cfg)
+
+    class PoisonAfterFirstEpoch(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                with torch.no_grad():
+                    pl_module.model.head.fc.weight.fill_(float("nan"))
+
+    trainer = build_trainer(cfg, [RNGState(), PoisonAfterFirstEpoch()], logging=False)
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss at step 6"):
+        trainer.fit(module, datamodule=data)
+    ckpt = SafeCheckpointIO().load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 6
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
