@@ -15,7 +15,6 @@ cropped and the cyclic shift undone (Mona). Tensors stay channels-last (B, H, W,
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -75,6 +74,17 @@ def tuned_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class _TunedForward:
+    """The instance-level ``forward`` of a tuned block: a plain object (not a bound method) so tuned
+    models survive pickling (``torch.save(model)``, DDP spawn) and ``copy.deepcopy``."""
+
+    def __init__(self, block: nn.Module) -> None:
+        self.block = block
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return tuned_block_forward(self.block, x)
+
+
 def attach(site: BlockSite, point: str, child_name: str, module: nn.Module) -> None:
     """Add ``module`` to the block as ``child_name`` and run it at ``point``."""
     if point not in INSERTION_POINTS:
@@ -91,4 +101,4 @@ def attach(site: BlockSite, point: str, child_name: str, module: nn.Module) -> N
     setattr(block, _POINTS_ATTR, points)
     setattr(block, _OPS_ATTR, site.ops)
     # Instance-level forward: the backbone's class and code stay untouched.
-    block.forward = types.MethodType(tuned_block_forward, block)
+    block.forward = _TunedForward(block)

@@ -17,12 +17,15 @@ def _mlp_branch(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return block.mlp(block.norm2(x))
 
 
-TIMM_SWIN_OPS = BlockOps(
-    attn_branch=_attn_branch,
-    mlp_branch=_mlp_branch,
-    drop_path1=lambda block: block.drop_path1,
-    drop_path2=lambda block: block.drop_path2,
-)
+def _drop_path1(block: nn.Module) -> nn.Module:
+    return block.drop_path1
+
+
+def _drop_path2(block: nn.Module) -> nn.Module:
+    return block.drop_path2
+
+
+TIMM_SWIN_OPS = BlockOps(_attn_branch, _mlp_branch, _drop_path1, _drop_path2)
 
 
 def is_timm_swin_block(module: nn.Module) -> bool:
