@@ -3,6 +3,7 @@ non-finite-loss guard. A task subclass implements ``compute_losses`` and the eva
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -29,6 +30,22 @@ class TunedModule(L.LightningModule):
         self.cfg = cfg
         # Checkpoints hold trainable tensors only; load_state_dict checks the keys itself.
         self.strict_loading = False
+
+    def trainable_digest(self) -> str:
+        """A fingerprint of the trainable set (names and shapes)."""
+        items = sorted(f"{n}:{tuple(p.shape)}" for n, p in self.model.named_parameters() if p.requires_grad)
+        return hashlib.sha1("\n".join(items).encode()).hexdigest()
+
+    def on_fit_start(self) -> None:
+        # Under DDP every rank must train exactly the same tensors, or gradients are averaged wrongly.
+        digest = self.trainable_digest()
+        digests = [digest]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            digests = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(digests, digest)
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"ranks disagree on the trainable parameter set: {digests}")
+        self.rank_digests = digests
 
     # --- losses -------------------------------------------------------------------------
     def compute_losses(self, batch: Any) -> dict[str, torch.Tensor]:
@@ -85,7 +102,11 @@ class TunedModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         frozen = self._frozen_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
-        checkpoint["monatune"] = {"tuning": tuning_state(self.model), "task": self.cfg.task}
+        checkpoint["monatune"] = {
+            "tuning": tuning_state(self.model),
+            "task": self.cfg.task,
+            "trainable_digests": list(getattr(self, "rank_digests", [self.trainable_digest()])),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         expected = set(self.state_dict()) - self._frozen_keys()

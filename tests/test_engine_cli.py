@@ -1,0 +1,94 @@
+"""The CLI on the embedded backbone: a killed fit resumes where it stopped; DDP with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from monatune.engine.checkpoint_io import SafeCheckpointIO
+
+
+def write_folder(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("val", 8)):
+        for c in range(2):
+            for i in range(n // 2):
+                arr = (rng.random((40, 40, 3)) * 60 + 150 * c).astype(np.uint8)
+                path = root / split / f"class{c}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(path)
+
+
+def write_config(tmp_path: Path, **trainer) -> Path:
+    write_folder(tmp_path / "data")
+    cfg = {
+        "task": "classification",
+        "model": {"backbone": "swin_nano_synthetic", "method": "mona", "num_classes": 2, "drop_path_rate": 0.0},
+        "data": {"dataset": "imagefolder", "root": str(tmp_path / "data"), "image_size": 32, "resize_size": 36,
+                 "batch_size": 4, "num_workers": 0},
+        "optim": {"lr": 1e-3, "schedule": "cosine", "warmup_steps": 2},
+        "trainer": {"max_epochs": 3, "out_dir": str(tmp_path / "run"), "accelerator": "cpu", "devices": 1,
+                    "progress_bar": False, **trainer},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def monatune_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monatune.cli.main", *args]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_killed_fit_resumes_from_last_checkpoint(tmp_path):
+    cfg = write_config(tmp_path)
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    proc = subprocess.Popen(monatune_cmd("fit", "--config", str(cfg)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt_dir / "last.ckpt").exists() and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: the checkpoint must be whole already
+    proc.wait()
+    first = SafeCheckpointIO().load_checkpoint(ckpt_dir / "last.ckpt")
+    assert first["epoch"] >= 0 and first["global_step"] >= 4
+    done = subprocess.run(monatune_cmd("fit", "--config", str(cfg)), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = SafeCheckpointIO().load_checkpoint(ckpt_dir / "last.ckpt")
+    assert final["global_step"] == 3 * 4  # 16 images / batch 4, 3 epochs: same as an unbroken run
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history["train_loss"]) == 3 and all(np.isfinite(history["train_loss"]))
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    cfg = write_config(tmp_path, devices=2, strategy="ddp", max_epochs=1)
+    done = subprocess.run(monatune_cmd("fit", "--config", str(cfg)), env=ENV, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = SafeCheckpointIO().load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    digests = ckpt["monatune"]["trainable_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert ckpt["global_step"] == 2  # 16 images over 2 ranks x batch 4
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["train_loss"] and all(np.isfinite(history["train_loss"]))
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_cli_reports_config_errors(tmp_path):
+    cfg = write_config(tmp_path)
+    done = subprocess.run(monatune_cmd("fit", "--config", str(cfg), "--model.methd", "lora"), env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "methd" in done.stderr and "method" in done.stderr
+    done = subprocess.run(monatune_cmd("fit", "--config", str(cfg), "--data.root", str(tmp_path / "nowhere")), env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "nowhere" in done.stderr
