@@ -92,10 +92,26 @@ CLASSIFICATION_DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+def digits(split: str, *, image_size: int = 64, seed: int = 0, train: bool = False) -> Dataset:
+    """scikit-learn's bundled handwritten digits (offline; no root): stratified 80/20 split from ``seed``."""
+    from monatune.data.digits import Digits
+
+    return Digits({"train": "train", "val": "val", "test": "val"}.get(split, split), seed=seed, image_size=image_size, augment=train)
+
+
+BUNDLED_DATASETS = ("digits",)
+
+
 def build_classification_dataset(name: str, root: str | Path | None, split: str, transform, **kw) -> Dataset:
-    """Dataset ``name`` over ``root`` for ``split`` (ValueError listing the valid names)."""
+    """Dataset ``name`` over ``root`` for ``split`` (ValueError listing the valid names).
+
+    ``digits`` needs no root (it ships with scikit-learn); pass ``image_size``, ``seed``, ``train`` in ``kw``.
+    """
+    if name == "digits":
+        return digits(split, **{k: v for k, v in kw.items() if k in ("image_size", "seed", "train")})
     if name not in CLASSIFICATION_DATASETS:
-        raise ValueError(f"data.dataset: unknown {name!r}; valid: {', '.join(CLASSIFICATION_DATASETS)}")
+        valid = ", ".join([*CLASSIFICATION_DATASETS, *BUNDLED_DATASETS])
+        raise ValueError(f"data.dataset: unknown {name!r}; valid: {valid}")
     if root is None:
         raise ValueError(f"data.root is required for dataset {name!r}")
     return CLASSIFICATION_DATASETS[name](root, split, transform, **kw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,24 +16,26 @@ from monatune.engine.trainer import build_trainer
 TaskBuilders = tuple[Callable[[ExperimentConfig], L.LightningModule], Callable[[ExperimentConfig], L.LightningDataModule]]
 
 
-def _classification() -> TaskBuilders:
-    from monatune.tasks.classification import ClassificationModule, build_classifier
-    from monatune.tasks.classification.data import ClassificationData
-
-    return (lambda cfg: ClassificationModule(build_classifier(cfg), cfg)), ClassificationData
-
-
-TASKS: dict[str, Callable[[], TaskBuilders]] = {"classification": _classification}
-
-
-def register_task(name: str, builders: Callable[[], TaskBuilders]) -> None:
-    TASKS[name] = builders
+# task -> "module:function" returning (build_module(cfg), build_data(cfg)); imported on first use.
+TASKS: dict[str, str] = {
+    "classification": "monatune.tasks.classification.engine:builders",
+    "detection": "monatune.tasks.detection.engine:builders",
+    "instance_segmentation": "monatune.tasks.instance_segmentation.engine:builders",
+    "semantic_segmentation": "monatune.tasks.semantic_segmentation.engine:builders",
+    "oriented": "monatune.tasks.oriented.engine:builders",
+}
 
 
 def task_builders(task: str) -> TaskBuilders:
+    """The (module builder, data builder) pair of ``task``."""
     if task not in TASKS:
-        raise ValueError(f"task {task!r} has no engine wiring yet; available: {', '.join(TASKS)}")
-    return TASKS[task]()
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    module_name, func = TASKS[task].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"task {task!r} is not available in this build ({exc})") from exc
+    return getattr(module, func)()
 
 
 def resolve_ckpt(out_dir: Path, ckpt: str | None) -> str | None:

@@ -21,6 +21,8 @@ class ClassificationData(L.LightningDataModule):
 
     def _dataset(self, split: str, train: bool) -> Dataset:
         d = self.cfg.data
+        if d.dataset == "digits":
+            return build_classification_dataset("digits", None, split, None, image_size=d.image_size, seed=self.cfg.trainer.seed, train=train)
         transform = train_transform(d.image_size) if train else eval_transform(d.image_size, d.resize_size)
         return build_classification_dataset(d.dataset, d.root, split, transform, strict=d.strict, verify=d.verify_images)
 
