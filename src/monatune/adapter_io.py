@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import os
 import tempfile
@@ -81,20 +83,33 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, o
 def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     """Load an adapter file into ``model``; applies the file's method first if ``model`` is plain.
 
-    Every key and shape is checked before any tensor is copied: a file from another backbone,
-    method or option set raises AdapterMismatchError naming the mismatched keys and shapes, and
-    leaves the model's weights untouched.
+    Every key and shape is checked before any tensor is copied (and, for a plain model, before the
+    method is applied): a file from another backbone, method or option set raises
+    AdapterMismatchError naming the mismatched keys and shapes, and leaves the model untouched.
     """
     tensors, info = read_adapter(path)
     state = tuning_state(model)
     if state is None:
+        # Rehearse on a shape-only copy so that a file that does not fit leaves the model plain.
+        skeleton = _meta_copy(model)
+        apply(skeleton, info["method"], train_modules=info["train_modules"], **info["options"])
+        _check_fit(trainable_state_dict(skeleton), tensors, path, info["method"])
         apply(model, info["method"], train_modules=info["train_modules"], **info["options"])
-    elif state["method"] != info["method"] or state["options"] != info["options"]:
+    elif state["method"] != info["method"] or json.loads(json.dumps(state["options"])) != info["options"]:
+        # (compared in JSON form: the file stores tuples as lists)
         raise AdapterMismatchError(
             f"{path} holds method {info['method']!r} {info['options']}, the model is tuned with "
             f"{state['method']!r} {state['options']}"
         )
     expected = trainable_state_dict(model)
+    _check_fit(expected, tensors, path, info["method"])
+    with torch.no_grad():
+        for key, param in expected.items():
+            param.copy_(tensors[key].to(param.device, param.dtype))
+    return model
+
+
+def _check_fit(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: str | Path, method: object) -> None:
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong_shape = [
@@ -103,12 +118,17 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         if tensors[k].shape != expected[k].shape
     ]
     if missing or unexpected or wrong_shape:
-        lines = [f"{path} does not fit this model ({info['method']}):"]
+        lines = [f"{path} does not fit this model ({method}):"]
         for label, items in (("missing in file", missing), ("not in model", unexpected), ("shape", wrong_shape)):
             if items:
                 lines.append(f"  {label} ({len(items)}): " + "; ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
         raise AdapterMismatchError("\n".join(lines))
-    with torch.no_grad():
-        for key, param in expected.items():
-            param.copy_(tensors[key].to(param.device, param.dtype))
-    return model
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device (no memory, no data)."""
+    memo: dict[int, object] = {}
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)

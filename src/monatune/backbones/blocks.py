@@ -96,6 +96,7 @@ def attach(site: BlockSite, point: str, child_name: str, module: nn.Module) -> N
     ref = next(block.parameters(), None)
     if ref is not None:
         module = module.to(device=ref.device, dtype=ref.dtype)
+    module.train(block.training)  # a model put in eval mode before ``apply`` stays in eval mode (dropout off)
     block.add_module(child_name, module)
     points[point] = child_name
     setattr(block, _POINTS_ATTR, points)

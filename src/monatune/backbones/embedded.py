@@ -1,11 +1,105 @@
-"""Backbones that ship inside the package (filled in by the engine issue)."""
+"""Backbones that ship inside the package: small timm Swins pretrained offline by this project.
+
+``swin_nano_synthetic`` is a four-stage timm ``SwinTransformer`` (embed dim 32, depths 2-2-4-2)
+pretrained on the procedural shape/texture images of ``monatune.data.synthetic_images`` by
+``scripts/pretrain_embedded.py``; its weights (fp16, a few MB) and model card live in
+``monatune/weights/``. It lets every method train and be compared on a CPU with no download.
+
+    model = create_embedded("swin_nano_synthetic", num_classes=10)   # 64x64 RGB in, (B, 10) out
+"""
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
 from torch import nn
 
-EMBEDDED_BACKBONES: dict[str, dict] = {}
+from monatune.backbones.weights import WeightsError, load_timm_swin_weights
+from monatune.data.synthetic_images import MEAN, STD
+
+REGENERATE = "python scripts/pretrain_embedded.py --seed 0 --out src/monatune/weights/"
+
+EMBEDDED_BACKBONES: dict[str, dict] = {
+    "swin_nano_synthetic": {
+        "timm_kwargs": {
+            "img_size": 64,
+            "patch_size": 4,
+            "window_size": 4,
+            "embed_dim": 32,
+            "depths": (2, 2, 4, 2),
+            "num_heads": (1, 2, 4, 8),
+            "strict_img_size": False,  # any input size runs (padded windows)
+        },
+        "mean": MEAN,
+        "std": STD,
+        "input_size": (3, 64, 64),
+        "weights_file": "swin_nano_synthetic.safetensors",
+        "card_file": "swin_nano_synthetic.json",
+        "description": "timm Swin, 2.7M parameters, stage widths 32-64-128-256, pretrained by monatune "
+        "on 24-class procedural shape x texture images (64x64)",
+    },
+}
 
 
-def create_embedded(name: str, *, num_classes: int = 0, load_weights: bool = True, **kwargs) -> nn.Module:
-    raise ValueError(f"unknown embedded backbone {name!r}")
+def _config(name: str) -> dict[str, Any]:
+    if name not in EMBEDDED_BACKBONES:
+        raise ValueError(f"unknown embedded backbone {name!r}; valid: {', '.join(sorted(EMBEDDED_BACKBONES))}")
+    return EMBEDDED_BACKBONES[name]
+
+
+def embedded_weights_path(name: str) -> Path:
+    """Where the package keeps the weights of ``name`` (the file may be missing in a bare checkout)."""
+    return Path(str(resources.files("monatune.weights").joinpath(_config(name)["weights_file"])))
+
+
+def embedded_model_card(name: str) -> dict[str, Any]:
+    """The JSON model card shipped next to the weights: config, data, accuracy, command, date."""
+    path = Path(str(resources.files("monatune.weights").joinpath(_config(name)["card_file"])))
+    if not path.is_file():
+        raise WeightsError(f"model card of {name!r} missing ({path}); regenerate it with `{REGENERATE}`")
+    return json.loads(path.read_text())
+
+
+def create_embedded(name: str, *, num_classes: int = 0, load_weights: bool = True, **kwargs: Any) -> nn.Module:
+    """A timm ``SwinTransformer`` for embedded backbone ``name``, with its shipped weights.
+
+    Args:
+        name: a key of ``EMBEDDED_BACKBONES``.
+        num_classes: classifier outputs; 0 = pooled features (B, 256). A classifier head is new
+            (randomly initialised): the shipped file holds no head.
+        load_weights: load the shipped pretrained weights (False: random init).
+        kwargs: override the timm constructor arguments, e.g. ``drop_path_rate`` or
+            ``always_partition=True`` for dense use; relative-position tables are resized to match.
+
+    Input (B, 3, H, W) standardised with the config's ``mean``/``std``; 64x64 is the native size,
+    other sizes run too. Raises WeightsError when the weights file is missing or does not fit.
+    """
+    from timm.models.swin_transformer import SwinTransformer
+
+    config = _config(name)
+    model = SwinTransformer(**{**config["timm_kwargs"], **kwargs}, num_classes=num_classes)
+    # what timm.data.resolve_data_config reads, so timm's transforms match the pretraining
+    model.pretrained_cfg = {
+        "architecture": name,
+        "input_size": config["input_size"],
+        "mean": config["mean"],
+        "std": config["std"],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "num_classes": num_classes,
+    }
+    if not load_weights:
+        return model
+    path = embedded_weights_path(name)
+    if not path.is_file():
+        raise WeightsError(
+            f"the pretrained weights of {name!r} are missing from the package ({path}); "
+            f"regenerate them with `{REGENERATE}` (about 10 minutes on a CPU), or pass load_weights=False"
+        )
+    left_out = [k for k in load_timm_swin_weights(model, path) if not k.startswith("head.")]
+    if left_out:
+        raise WeightsError(f"{path} lacks weights for {name!r}: {left_out[:10]}; regenerate it with `{REGENERATE}`")
+    return model

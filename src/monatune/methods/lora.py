@@ -23,6 +23,7 @@ class LoRA(TuningMethod):
         for site in sites:
             qkv = site.qkv_parent.qkv
             wrapped = LoRAQKV(qkv, self.options.rank, self.options.alpha).to(qkv.weight.device, qkv.weight.dtype)
+            wrapped.train(qkv.training)
             site.qkv_parent.qkv = wrapped
             added += [wrapped.lora_q, wrapped.lora_v]
         return added

@@ -1,0 +1,155 @@
+"""Adapter files: exact contents, round trips for every method, and refusals that leave models untouched."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+from core_cases import (
+    COMMON_PAIRS,
+    assert_same_state,
+    base_and_copy,
+    images,
+    perturb_trainable,
+    snapshot,
+    tiny_timm_swin,
+    trainable_names,
+)
+from safetensors import safe_open
+
+import monatune
+from monatune.methods import build_method
+
+PAIR_IDS = [f"{b}-{m}" for b, m in COMMON_PAIRS]
+
+
+def _read(path):
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+@pytest.mark.parametrize(("backbone", "method"), COMMON_PAIRS, ids=PAIR_IDS)
+def test_round_trip(backbone, method, tmp_path):
+    tuned, plain = base_and_copy(backbone)
+    pretuned = monatune.apply(copy.deepcopy(plain), method)
+    monatune.apply(tuned, method)
+    perturb_trainable(tuned)  # the file must carry trained values, not the init
+    path = monatune.save_adapter(tuned, tmp_path / "sub" / "adapter.safetensors")
+
+    tensors, meta = _read(path)
+    expected = dict((n, p) for n, p in tuned.named_parameters() if p.requires_grad)
+    assert set(tensors) == set(expected)
+    for name, value in expected.items():
+        assert torch.equal(tensors[name], value.detach())
+    assert meta["format"] == "monatune-adapter"
+    assert meta["method"] == method
+    assert json.loads(meta["options"]) == json.loads(
+        json.dumps(dataclasses.asdict(build_method(method).options))
+    )
+    assert json.loads(meta["train_modules"]) == []
+    assert not [p.name for p in path.parent.iterdir() if p.name != path.name], "temporary files left behind"
+
+    x = images(h=40, w=24)
+    with torch.no_grad():
+        want = tuned.eval()(x)
+        for target in (plain, pretuned):  # a plain model gets the method applied; a tuned one is filled
+            monatune.load_adapter(target, path)
+            assert torch.equal(target.eval()(x), want)
+            assert trainable_names(target) == set(expected)
+            assert monatune.tuning_state(target) == monatune.tuning_state(tuned)
+
+
+def test_file_holds_head_when_it_trains(tmp_path):
+    model = monatune.apply(tiny_timm_swin(num_classes=3), "lora", train_modules=["head"], rank=4)
+    perturb_trainable(model)
+    path = monatune.save_adapter(model, tmp_path / "a.safetensors")
+    tensors, meta = _read(path)
+    assert {"head.fc.weight", "head.fc.bias"} <= set(tensors)
+    assert all(".lora_" in k or k.startswith("head.") for k in tensors)
+    assert json.loads(meta["options"]) == {"rank": 4, "alpha": 1.0}
+    assert json.loads(meta["train_modules"]) == ["head"]
+
+    fresh = tiny_timm_swin(num_classes=3)
+    monatune.load_adapter(fresh, path)
+    state = monatune.tuning_state(fresh)
+    assert state == {"method": "lora", "options": {"rank": 4, "alpha": 1.0}, "train_modules": ["head"]}
+    torch.testing.assert_close(fresh.head.fc.weight, model.head.fc.weight)
+
+
+def test_save_needs_a_tuned_model(tmp_path):
+    with pytest.raises(ValueError, match="apply"):
+        monatune.save_adapter(tiny_timm_swin(), tmp_path / "a.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+def _saved(tmp_path, method="mona", **kw):
+    model = monatune.apply(tiny_timm_swin(**kw), method)
+    perturb_trainable(model)
+    return monatune.save_adapter(model, tmp_path / f"{method}.safetensors")
+
+
+def test_other_backbone_width_raises_naming_keys_and_shapes(tmp_path):
+    path = _saved(tmp_path)
+    other = monatune.apply(tiny_timm_swin(embed_dim=24), "mona")
+    before = snapshot(other)
+    with pytest.raises(monatune.AdapterMismatchError) as err:
+        monatune.load_adapter(other, path)
+    msg = str(err.value)
+    assert "layers.0.blocks.0.mona1.norm.weight" in msg
+    assert "(16,)" in msg and "(24,)" in msg
+    assert_same_state(other, before)
+
+
+def test_other_backbone_depth_raises_naming_missing_keys(tmp_path):
+    path = _saved(tmp_path)
+    deeper = monatune.apply(tiny_timm_swin(depths=(2, 2, 3, 2)), "mona")
+    before = snapshot(deeper)
+    with pytest.raises(monatune.AdapterMismatchError, match=r"layers\.2\.blocks\.2\.mona1"):
+        monatune.load_adapter(deeper, path)
+    assert_same_state(deeper, before)
+
+
+def test_mismatch_on_a_plain_model_leaves_it_plain(tmp_path):
+    path = _saved(tmp_path)
+    other = tiny_timm_swin(embed_dim=24)
+    before = snapshot(other)
+    grads = {n: p.requires_grad for n, p in other.named_parameters()}
+    with pytest.raises(monatune.AdapterMismatchError, match="shape"):
+        monatune.load_adapter(other, path)
+    assert monatune.tuning_state(other) is None
+    assert_same_state(other, before)
+    assert {n: p.requires_grad for n, p in other.named_parameters()} == grads
+    monatune.apply(other, "lora")  # still a plain model that can be tuned
+
+
+@pytest.mark.parametrize(
+    ("method", "options"), [("lora", {}), ("mona", {"mid_dim": 32}), ("mona", {"scale": "scalar"})]
+)
+def test_other_method_or_options_raises_and_changes_nothing(tmp_path, method, options):
+    path = _saved(tmp_path)
+    model = monatune.apply(tiny_timm_swin(), method, **options)
+    before = snapshot(model)
+    with pytest.raises(monatune.AdapterMismatchError) as err:
+        monatune.load_adapter(model, path)
+    assert "mona" in str(err.value) and method in str(err.value)
+    assert_same_state(model, before)
+
+
+def test_not_an_adapter_file(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "weights.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    model = tiny_timm_swin()
+    with pytest.raises(monatune.AdapterMismatchError, match="not a monatune adapter"):
+        monatune.load_adapter(model, path)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not safetensors at all")
+    with pytest.raises(monatune.AdapterMismatchError):
+        monatune.load_adapter(model, garbage)
+    with pytest.raises(FileNotFoundError):
+        monatune.load_adapter(model, tmp_path / "missing.safetensors")
+    assert monatune.tuning_state(model) is None
