@@ -1,0 +1,22 @@
+"""Instance segmentation models on a DenseSwin: Cascade Mask R-CNN (SPEC §5, COCO) and plain Mask R-CNN."""
+
+from monatune.tasks.instance_segmentation.cascade_mask_rcnn import (
+    CASCADE_IOU_THRESHOLDS,
+    CASCADE_STAGE_LOSS_WEIGHTS,
+    CASCADE_TARGET_STDS,
+    build_cascade_mask_rcnn,
+)
+from monatune.tasks.instance_segmentation.cascade_roi_heads import CascadeRoIHeads, CascadeStage
+from monatune.tasks.instance_segmentation.mask_rcnn import build_mask_rcnn
+from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector
+
+__all__ = [
+    "CASCADE_IOU_THRESHOLDS",
+    "CASCADE_STAGE_LOSS_WEIGHTS",
+    "CASCADE_TARGET_STDS",
+    "CascadeRoIHeads",
+    "CascadeStage",
+    "SwinTwoStageDetector",
+    "build_cascade_mask_rcnn",
+    "build_mask_rcnn",
+]

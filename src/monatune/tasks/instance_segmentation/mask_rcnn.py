@@ -1,0 +1,66 @@
+"""Plain Mask R-CNN on a DenseSwin: torchvision's RoIHeads with the standard two-fc box head."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import MultiScaleRoIAlign
+
+from monatune.backbones.dense_swin import DenseSwin
+from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, build_detection_transform
+from monatune.tasks.instance_segmentation.cascade_mask_rcnn import mask_head
+from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn
+
+
+def build_mask_rcnn(
+    backbone: DenseSwin,
+    num_classes: int,
+    *,
+    min_size: int | tuple[int, ...] | None = 800,
+    max_size: int = 1333,
+    fpn_channels: int = 256,
+    box_fc_channels: int = 1024,
+    mask_channels: int = 256,
+    box_batch_size_per_image: int = 512,
+    rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000),
+    rpn_post_nms_top_n: tuple[int, int] = (1000, 1000),
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    image_mean: Sequence[float] = IMAGENET_MEAN,
+    image_std: Sequence[float] = IMAGENET_STD,
+) -> SwinTwoStageDetector:
+    """Mask R-CNN on ``backbone`` (use ``out_indices=(0, 1, 2, 3)``); same contract as the cascade.
+
+    Box head: two fc layers (``box_fc_channels``), class-specific regression with coder weights
+    10/10/5/5 (target stds 0.1/0.1/0.2/0.2), RoIs IoU >= 0.5 positive, 512 sampled per image at
+    25 % positive, torchvision's smooth-L1 (beta 1/9) box loss. Mask head as in the cascade.
+    Losses: ``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``, ``loss_box_reg``, ``loss_mask``.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    neck, rpn = build_fpn_and_rpn(
+        backbone, fpn_channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n
+    )
+    levels = [str(i) for i in range(len(backbone.out_channels))]
+    mask_convs, mask_predictor = mask_head(fpn_channels, mask_channels, num_classes + 1)
+    roi_heads = RoIHeads(
+        MultiScaleRoIAlign(levels, 7, sampling_ratio=0),
+        TwoMLPHead(fpn_channels * 7 * 7, box_fc_channels),
+        FastRCNNPredictor(box_fc_channels, num_classes + 1),
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=box_batch_size_per_image,
+        positive_fraction=0.25,
+        bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        mask_roi_pool=MultiScaleRoIAlign(levels, 14, sampling_ratio=0),
+        mask_head=mask_convs,
+        mask_predictor=mask_predictor,
+    )
+    transform = build_detection_transform(min_size, max_size, image_mean, image_std)
+    return SwinTwoStageDetector(backbone, neck, rpn, roi_heads, transform, num_classes)
