@@ -1,0 +1,66 @@
+"""Build an oriented detector by name, on a given DenseSwin or straight from a config's model section."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+from monatune.tasks.oriented.h2rbox_v2 import build_h2rbox_v2
+from monatune.tasks.oriented.oriented_rcnn import build_oriented_rcnn
+from monatune.tasks.oriented.retinanet import build_rotated_retinanet
+
+DETECTORS: dict[str, Callable[..., nn.Module]] = {
+    "rotated_retinanet": build_rotated_retinanet,
+    "oriented_rcnn": build_oriented_rcnn,
+    "h2rbox_v2": build_h2rbox_v2,
+}
+
+# Backbone stages each detector reads by default (SPEC §5: stages 2-4). The public STAR config of
+# Oriented R-CNN feeds all four stages to its FPN; pass out_indices=(0, 1, 2, 3) to follow it.
+DEFAULT_OUT_INDICES: dict[str, tuple[int, ...]] = {name: (1, 2, 3) for name in DETECTORS}
+
+
+def build_oriented_detector(name: str, backbone: nn.Module, num_classes: int, **options: Any) -> nn.Module:
+    """``DETECTORS[name](backbone, num_classes, **options)``; an unknown name lists the valid ones."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown oriented detector {name!r}; valid: {', '.join(DETECTORS)}")
+    return DETECTORS[name](backbone, num_classes, **options)
+
+
+def build_oriented_model(
+    detector: str,
+    backbone: str,
+    num_classes: int,
+    *,
+    out_indices: Sequence[int] | None = None,
+    pretrained: bool | str = False,
+    weights: str | None = None,
+    drop_path_rate: float = 0.2,
+    method: str | None = None,
+    method_options: dict[str, Any] | None = None,
+    **detector_options: Any,
+) -> nn.Module:
+    """Backbone by name (``monatune.create_backbone(..., dense=True)``) + detector, optionally tuned.
+
+    With ``method``, ``monatune.apply(model.backbone, method)`` freezes the backbone except what the
+    method trains; the neck and heads stay trainable.
+    """
+    import monatune
+
+    name = pretrained if isinstance(pretrained, str) else backbone
+    body = monatune.create_backbone(
+        name,
+        dense=True,
+        out_indices=tuple(out_indices or DEFAULT_OUT_INDICES.get(detector, (1, 2, 3))),
+        pretrained=bool(pretrained),
+        weights=weights,
+        drop_path_rate=drop_path_rate,
+    )
+    model = build_oriented_detector(detector, body, num_classes, **detector_options)
+    if method is not None:
+        monatune.apply(model.backbone, method, **(method_options or {}))
+    return model
+
+
+__all__ = ["DEFAULT_OUT_INDICES", "DETECTORS", "build_oriented_detector", "build_oriented_model"]
