@@ -59,7 +59,11 @@ def load_timm_swin_weights(model: nn.Module, path: str | Path) -> list[str]:
         if k in own and own[k].shape != v.shape and k not in head_keys
     ]
     if mismatched:
-        raise WeightsError(f"{path} does not fit this backbone; mismatched shapes:\n  " + "\n  ".join(mismatched[:20]))
+        raise WeightsError(
+            f"{path} does not fit this backbone; {len(mismatched)} tensor(s) with mismatched shapes:\n  "
+            + "\n  ".join(mismatched[:20])
+            + ("\n  ..." if len(mismatched) > 20 else "")
+        )
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     unexpected = sorted(set(state) - set(own) - head_keys)
     if unexpected:
