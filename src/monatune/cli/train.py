@@ -21,6 +21,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
             help="checkpoint to resume from / evaluate; 'last' = the run's last.ckpt if it exists (fit default)",
         )
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        shortcuts = p.add_argument_group("shortcuts for common overrides")
+        shortcuts.add_argument("--method", help="= --model.method")
+        shortcuts.add_argument("--pretrained", help="timm name with tag, e.g. swin_large_patch4_window7_224.ms_in22k (= --model.pretrained)")
+        shortcuts.add_argument("--weights", help="local weights file: safetensors, timm .pth or Microsoft Swin .pth (= --model.weights)")
+        shortcuts.add_argument("--devices", help="devices per node, e.g. 2 or auto (= --trainer.devices)")
+        shortcuts.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (= --trainer.num_nodes)")
+        shortcuts.add_argument("--out-dir", help="= --trainer.out_dir")
+        shortcuts.add_argument("--strict", action="store_true", help="unreadable images are an error (= --data.strict true)")
         p.set_defaults(func=run_command, command=command)
 
 
@@ -43,13 +51,29 @@ def split_overrides(extra: list[str]) -> list[str]:
     return out
 
 
+def shortcut_overrides(args: argparse.Namespace) -> list[str]:
+    """The shortcut flags as ``section.key=value`` overrides."""
+    mapping = {
+        "method": "model.method",
+        "pretrained": "model.pretrained",
+        "weights": "model.weights",
+        "devices": "trainer.devices",
+        "num_nodes": "trainer.num_nodes",
+        "out_dir": "trainer.out_dir",
+    }
+    out = [f"{key}={getattr(args, name)}" for name, key in mapping.items() if getattr(args, name) is not None]
+    if args.strict:
+        out.append("data.strict=true")
+    return out
+
+
 def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     import yaml
 
     from monatune.engine.config import load_config
     from monatune.engine.run import run
 
-    cfg = load_config(args.config, split_overrides(extra))
+    cfg = load_config(args.config, shortcut_overrides(args) + split_overrides(extra))
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
