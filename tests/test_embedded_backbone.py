@@ -1,0 +1,103 @@
+"""The embedded swin_nano_synthetic backbone: shipped weights, model card, sizes, factory and dense use."""
+
+import hashlib
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import monatune
+from monatune.backbones import DenseSwin, embedded
+from monatune.backbones.embedded import EMBEDDED_BACKBONES, create_embedded, embedded_model_card, embedded_weights_path
+from monatune.backbones.weights import WeightsError
+
+NAME = "swin_nano_synthetic"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, torch.Tensor]:
+    with safe_open(str(embedded_weights_path(NAME)), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_shipped_file_fits_the_model_exactly_except_the_head(shipped):
+    own = create_embedded(NAME, num_classes=10, load_weights=False).state_dict()
+    assert set(shipped) == {k for k in own if not k.startswith("head.")}
+    assert all(shipped[k].shape == own[k].shape for k in shipped)
+    assert embedded_weights_path(NAME).stat().st_size < 6e6
+
+
+def test_loaded_weights_are_the_file_in_fp32(shipped):
+    model = create_embedded(NAME, num_classes=10)
+    state = model.state_dict()
+    for key, value in shipped.items():
+        assert state[key].dtype == torch.float32
+        assert torch.equal(state[key], value.float()), key
+
+
+def test_model_card_describes_the_file(shipped):
+    card = embedded_model_card(NAME)
+    config = EMBEDDED_BACKBONES[NAME]
+    blob = embedded_weights_path(NAME).read_bytes()
+    assert card["weights"]["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert card["weights"]["bytes"] == len(blob)
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in card["timm_kwargs"].items()} == config["timm_kwargs"]
+    assert card["parameters_without_head"] == sum(v.numel() for v in shipped.values())
+    probe = card["results"]["digits_linear_probe_val_accuracy"]
+    assert set(probe) == {"pretrained", "random_init", "raw_pixels"}
+    with safe_open(str(embedded_weights_path(NAME)), "pt") as f:
+        meta = f.metadata()
+    assert meta["seed"] == str(card["pretraining_data"]["seed"]) and int(meta["steps"]) == card["training"]["steps"]
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 80), (40, 56)])
+def test_runs_on_native_and_other_sizes(size):
+    model = create_embedded(NAME).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 256) and torch.isfinite(out).all()
+
+
+def test_missing_weights_say_how_to_regenerate(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedded, "embedded_weights_path", lambda name: tmp_path / "absent.safetensors")
+    with pytest.raises(WeightsError, match="scripts/pretrain_embedded.py"):
+        create_embedded(NAME)
+    create_embedded(NAME, load_weights=False)  # random init needs no file
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=NAME):
+        create_embedded("swin_nano_nothing")
+
+
+def test_create_backbone_gives_a_classifier():
+    model = monatune.create_backbone(NAME, num_classes=10).eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, 3, 64, 64)).shape == (3, 10)
+    assert NAME in monatune.backbones.available_backbones()
+
+
+@pytest.mark.parametrize("extra", [{}, {"always_partition": True}])
+def test_create_backbone_dense_gives_four_stage_maps(extra):
+    model = monatune.create_backbone(NAME, dense=True, **extra).eval()
+    assert isinstance(model, DenseSwin)
+    with torch.no_grad():
+        maps = model(torch.randn(2, 3, 64, 96))
+    assert [m.shape[1] for m in maps] == model.out_channels == [32, 64, 128, 256]
+    assert [tuple(m.shape[2:]) for m in maps] == [(64 // s, 96 // s) for s in model.strides]
+
+
+def test_meta_build_counts_parameters_without_weights():
+    model = monatune.create_backbone(NAME, meta=True)
+    assert sum(p.numel() for p in model.parameters()) == embedded_model_card(NAME)["parameters_without_head"]
+
+
+def test_mona_tunes_the_embedded_backbone():
+    model = monatune.create_backbone(NAME, num_classes=10)
+    monatune.apply(model, "mona", train_modules=["head"])
+    loss = model(torch.randn(2, 3, 64, 64)).logsumexp(1).sum()
+    loss.backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert trained == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all("mona" in n or n.startswith("head.") for n in trained)
+    assert sum(".blocks." in n and n.endswith("project1.weight") for n in trained) == 2 * sum((2, 2, 4, 2))
