@@ -51,6 +51,7 @@ def _warm_up(task: DemoTask, method: str, quick: bool, out_dir: Path) -> None:
     """One untimed forward/backward, so the first method is not charged with one-off start-up costs."""
     cfg = task.make_config(method, quick, out_dir / "runs" / "warmup")
     module, data = task.make_module(cfg), task.make_data(cfg)
+    data.prepare_data()
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     module.train()

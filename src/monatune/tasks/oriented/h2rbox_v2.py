@@ -80,7 +80,8 @@ class H2RBoxV2(OrientedDetector):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
         nn.init.constant_(self.cls_out.bias, -math.log(99.0))  # prior probability 0.01
-        self.level_scales = nn.Parameter(torch.ones(len(strides)))
+        # A ParameterList (a child module), so tuning's train_modules reaches it like any head.
+        self.level_scales = nn.ParameterList(nn.Parameter(torch.ones(())) for _ in strides)
         self.psc = PSCCoder(3)
         self.regress_ranges = [tuple(map(float, r)) for r in regress_ranges]
         self.center_radius, self.view_range = center_radius, tuple(view_range)

@@ -16,9 +16,11 @@ from monatune.data.dota import DOTA_V1_CLASSES, STAR_CLASSES
 from monatune.methods import methods
 
 ORIENTED_DATASETS = {
-    # dataset: (classes, root of the 1024/200 patches made by split_dota, H2RBox-v2 lr)
-    "dota": (DOTA_V1_CLASSES, "data/dota_split", 5e-5),
-    "star": (STAR_CLASSES, "data/star_split", 1e-4),
+    # dataset: (classes, root holding the original <split>/images + labelTxt, training split(s), H2RBox-v2 lr)
+    # DOTA v1.0 trains on train + val (mmrotate's "trainval"; its test labels are private: the Task1
+    # files of `monatune test` go to the evaluation server), STAR on train.
+    "dota": (DOTA_V1_CLASSES, "data/dota", "train+val", 5e-5),
+    "star": (STAR_CLASSES, "data/star", "train", 1e-4),
 }
 ORIENTED_DETECTORS = ("rotated_retinanet", "oriented_rcnn", "h2rbox_v2")
 _CONVENTION = {"rotated_retinanet": "oc", "oriented_rcnn": "le90", "h2rbox_v2": "le90"}
@@ -41,7 +43,7 @@ def oriented_paper_config(dataset: str, detector: str, method: str) -> dict[str,
         raise ValueError(f"unknown oriented dataset {dataset!r}; valid: {', '.join(ORIENTED_DATASETS)}")
     if detector not in ORIENTED_DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; valid: {', '.join(ORIENTED_DETECTORS)}")
-    classes, root, h2rbox_lr = ORIENTED_DATASETS[dataset]
+    classes, root, train_split, h2rbox_lr = ORIENTED_DATASETS[dataset]
     return {
         "task": "oriented",
         "model": {
@@ -57,7 +59,7 @@ def oriented_paper_config(dataset: str, detector: str, method: str) -> dict[str,
         "data": {
             "dataset": dataset,
             "root": root,
-            "train_split": "trainval",
+            "train_split": train_split,
             "val_split": "val",
             "test_split": "test",
             "image_size": 1024,
@@ -67,6 +69,7 @@ def oriented_paper_config(dataset: str, detector: str, method: str) -> dict[str,
                 "angle_convention": _CONVENTION[detector],
                 "patch_size": 1024,
                 "overlap": 200,
+                "iof_threshold": 0.7,
                 "flip_prob": 0.75,
                 "flip_directions": ["horizontal", "vertical", "diagonal"],
                 "skip_difficult": False,

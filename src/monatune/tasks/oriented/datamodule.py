@@ -1,0 +1,221 @@
+"""Oriented detection data module: DOTA-format folders (DOTA v1.0, STAR, synthetic) cut into patches.
+
+Layout: ``<data.root>/<split>/images/*.png`` + ``<data.root>/<split>/labelTxt/*.txt`` (no ``labelTxt``
+for an unlabelled test split); ``train_split: train+val`` joins several folders. ``cfg.data.dataset``:
+``dota`` or ``star`` (class lists in :mod:`monatune.data.dota`), or ``synthetic_dota`` (rotated
+rectangles written first by :func:`monatune.data.synthetic_rotated.write_synthetic_dota`, then read by
+the same reader).
+
+``cfg.data.options``:
+- ``patch_size`` (null: read the images as they are) and ``overlap``: each split is cut once by
+  :func:`~monatune.tasks.oriented.patches.split_dota` into ``<patch_root>/<split>/`` (default
+  ``patch_root``: ``<root>/patches_<size>_<overlap>``); detections on patches are merged back per
+  original image and scored against the original labels (``merge_nms_iou``, 0.1).
+- ``angle_convention`` (le90), ``flip_prob`` (0.75) over ``flip_directions`` (h/v/diagonal),
+  ``skip_difficult`` (false), ``skip_empty`` (true: training leaves out patches without objects),
+  ``classes`` (override the class list).
+- synthetic only: ``num_train_images``, ``num_val_images``, ``seed``, ``synthetic_image_size``
+  (default ``image_size``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from torch.utils.data import ConcatDataset, Dataset
+
+from monatune.data.dota import DATASET_CLASSES, DotaDataset, collate_oriented
+from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
+from monatune.engine.config import ExperimentConfig
+from monatune.tasks.detection.data import DenseDataModule
+from monatune.tasks.oriented.patches import split_dota
+
+DATASETS = ("dota", "star", "synthetic_dota")
+
+
+def oriented_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The class list of ``cfg.data`` (``options.classes`` overrides); its length must be ``num_classes``."""
+    d = cfg.data
+    if d.dataset not in DATASETS:
+        raise ValueError(f"data.dataset: {d.dataset!r} is not an oriented dataset; valid: {', '.join(DATASETS)}")
+    default = SYNTHETIC_CLASSES if d.dataset == "synthetic_dota" else DATASET_CLASSES[d.dataset]
+    classes = tuple(d.options.get("classes", default))
+    if len(classes) != cfg.model.num_classes:
+        raise ValueError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset!r} has {len(classes)} classes: {classes}")
+    return classes
+
+
+def split_names(split: str) -> list[str]:
+    """``"train+val"`` -> ``["train", "val"]``."""
+    names = [s.strip() for s in split.split("+") if s.strip()]
+    if not names:
+        raise ValueError(f"empty split name {split!r}")
+    return names
+
+
+def write_once(folder: Path, params: dict[str, Any], write: Callable[[Path], None], stamp: str) -> None:
+    """Run ``write(folder)`` unless ``folder/stamp`` records the same ``params``; the stamp is written
+    last, so an interrupted write is redone."""
+    path = folder / stamp
+    if path.is_file() and json.loads(path.read_text()) == params:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write(folder)
+    path.write_text(json.dumps(params, indent=2))
+
+
+def clear_dota_folder(folder: Path) -> None:
+    """Remove ``folder/images`` and ``folder/labelTxt`` (before they are written again), so no file of an
+    earlier, different version is left behind."""
+    for sub in ("images", "labelTxt"):
+        if (folder / sub).is_dir():
+            shutil.rmtree(folder / sub)
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A digest of the names, sizes and modification times of the files in ``folder/images`` and
+    ``folder/labelTxt``: it changes whenever the source of the patches does."""
+    digest = hashlib.sha1()
+    for sub in ("images", "labelTxt"):
+        if (folder / sub).is_dir():
+            for path in sorted((folder / sub).iterdir()):
+                stat = path.stat()
+                digest.update(f"{sub}/{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class EvalReference:
+    """What detections of one eval split are scored against.
+
+    ``annotations``: original image id -> ``polygons`` (N, 8), ``labels`` (N,), ``difficult`` (N,)
+    bool, or None for an unlabelled split; ``merge``: the loader yields patches whose detections must
+    be merged per original image first; ``merge_nms_iou``: the rotated NMS of that merge."""
+
+    annotations: dict[str, dict[str, np.ndarray]] | None
+    merge: bool
+    merge_nms_iou: float = 0.1
+
+
+class OrientedData(DenseDataModule):
+    """Batches ``(list of (3, H, W) float images in [0, 1], list of targets)`` (see :class:`DotaDataset`)."""
+
+    train_collate = staticmethod(collate_oriented)
+    eval_collate = staticmethod(collate_oriented)
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        super().__init__(cfg)
+        self.classes = oriented_class_names(cfg)
+        if not cfg.data.root:
+            raise ValueError(f"data.root: {cfg.data.dataset!r} needs a folder (for synthetic data: where to write it)")
+        self.root = Path(cfg.data.root)
+        self._references: dict[str, EvalReference] = {}
+
+    # --- options ------------------------------------------------------------------------------
+    def _opt(self, key: str, default: Any) -> Any:
+        return self.cfg.data.options.get(key, default)
+
+    @property
+    def patch_size(self) -> int | None:
+        return self._opt("patch_size", None)
+
+    def patch_root(self) -> Path:
+        default = self.root / f"patches_{self.patch_size}_{self._opt('overlap', 200)}"
+        return Path(self._opt("patch_root", default))
+
+    def _splits(self) -> list[str]:
+        d = self.cfg.data
+        names = [n for s in (d.train_split, d.val_split, d.test_split) if s for n in split_names(s)]
+        return list(dict.fromkeys(names))
+
+    # --- files ------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Write synthetic data (``synthetic_dota``), then cut every split into patches (``patch_size``)."""
+        d = self.cfg.data
+        if d.dataset == "synthetic_dota":
+            train = set(split_names(d.train_split))
+            for index, split in enumerate(self._splits()):
+                count_key = "num_train_images" if split in train else "num_val_images"
+                params = {
+                    "num_images": int(self._opt(count_key, 64 if split in train else 16)),
+                    "image_size": int(self._opt("synthetic_image_size", d.image_size)),
+                    "seed": int(self._opt("seed", 0)) + 1000 * index,
+                    "classes": list(self.classes),
+                }
+
+                def write_images(folder: Path, p: dict = params) -> None:
+                    clear_dota_folder(folder)
+                    write_synthetic_dota(folder, p["num_images"], p["image_size"], p["seed"], p["classes"])
+
+                write_once(self.root / split, params, write_images, "synthetic.json")
+        if self.patch_size is not None:
+            for split in self._splits():
+                source = self.root / split
+                if not (source / "images").is_dir():
+                    raise FileNotFoundError(f"{source / 'images'}: split {split!r} not found under data.root {self.root}")
+                params = {
+                    "source": str(source.resolve()),
+                    "source_files": folder_fingerprint(source),
+                    "patch_size": int(self.patch_size),
+                    "overlap": int(self._opt("overlap", 200)),
+                    "iof_threshold": float(self._opt("iof_threshold", 0.7)),
+                }
+
+                def write_patches(folder: Path, source: Path = source, p: dict = params) -> None:
+                    clear_dota_folder(folder)
+                    split_dota(source, folder, patch_size=p["patch_size"], overlap=p["overlap"], iof_threshold=p["iof_threshold"])
+
+                write_once(self.patch_root() / split, params, write_patches, "split.json")
+
+    def _folder(self, split: str) -> Path:
+        return (self.patch_root() if self.patch_size is not None else self.root) / split
+
+    # --- datasets -----------------------------------------------------------------------------
+    def make_dataset(self, split: str, train: bool) -> Dataset:
+        convention = self._opt("angle_convention", "le90")
+        parts = []
+        for name in split_names(split):
+            if train:
+                parts.append(
+                    DotaDataset(
+                        self._folder(name), self.classes, convention=convention,
+                        flip_prob=float(self._opt("flip_prob", 0.75)),
+                        flip_directions=tuple(self._opt("flip_directions", ("horizontal", "vertical", "diagonal"))),
+                        skip_difficult=bool(self._opt("skip_difficult", False)),
+                        skip_empty=bool(self._opt("skip_empty", True)),
+                    )
+                )  # fmt: skip
+            else:
+                parts.append(DotaDataset(self._folder(name), self.classes, convention=convention))
+        if not train:
+            self._references[split] = self._reference(split)
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def _reference(self, split: str) -> EvalReference:
+        annotations: dict[str, dict[str, np.ndarray]] | None = {}
+        for name in split_names(split):
+            source = self.root / name
+            if not (source / "labelTxt").is_dir():
+                annotations = None
+                break
+            originals = DotaDataset(source, self.classes)  # reads the label files only, no pixels
+            for path, ann in zip(originals.images, originals.annotations):
+                annotations[path.stem] = {"polygons": ann.polygons, "labels": ann.labels(self.classes), "difficult": ann.difficult > 0}
+        return EvalReference(annotations, merge=self.patch_size is not None, merge_nms_iou=float(self._opt("merge_nms_iou", 0.1)))
+
+    def eval_reference(self, stage: str) -> EvalReference:
+        """The :class:`EvalReference` of the split evaluated in ``stage`` ("validate" or "test")."""
+        d = self.cfg.data
+        split = (d.test_split or d.val_split) if stage == "test" else d.val_split
+        if split not in self._references:
+            self._references[split] = self._reference(split)
+        return self._references[split]
+
+
+__all__ = ["DATASETS", "EvalReference", "OrientedData", "clear_dota_folder", "folder_fingerprint", "oriented_class_names", "split_names", "write_once"]

@@ -1,0 +1,117 @@
+"""Oriented detection LightningModule (rotated RetinaNet + KLD, Oriented R-CNN, H2RBox-v2; SPEC §5) and
+the tuned detector built from a config: patch detections merged per original image, DOTA mAP, Task1 files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from monatune.engine.build import backbone_from_config
+from monatune.engine.config import ExperimentConfig
+from monatune.engine.module import TunedModule
+from monatune.tasks.detection.module import gather_objects, input_stats, tune_dense_model
+from monatune.tasks.oriented.dota_eval import DotaEvaluation, evaluate_dota, write_task1_submission
+from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS, build_oriented_detector
+from monatune.tasks.oriented.patches import merge_patch_detections
+
+# head_options keys read here; every other key is a keyword argument of the detector
+MODEL_KEYS = ("out_indices", "image_mean", "image_std")
+
+
+def build_oriented(cfg: ExperimentConfig) -> nn.Module:
+    """The detector ``cfg.model.head`` on the config's Swin (stages ``head_options.out_indices``, 2-4 by
+    default), normalising inputs with the backbone's statistics, tuned by ``cfg.model.method``: the
+    backbone is frozen except what the method trains, the FPN and heads train fully."""
+    head = cfg.model.head
+    if head not in DETECTORS:
+        raise ValueError(f"model.head: {head!r} is not an oriented detector; valid: {', '.join(DETECTORS)}")
+    opts = cfg.model.head_options
+    out_indices = tuple(opts.get("out_indices", DEFAULT_OUT_INDICES[head]))
+    backbone = backbone_from_config(cfg.model, dense=True, out_indices=out_indices, always_partition=True)
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items() if k not in MODEL_KEYS}
+    model = build_oriented_detector(head, backbone, cfg.model.num_classes, **options)
+    mean, std = input_stats(cfg)
+    model.image_mean.copy_(torch.tensor(mean).view(3, 1, 1))
+    model.image_std.copy_(torch.tensor(std).view(3, 1, 1))
+    return tune_dense_model(model, cfg)
+
+
+def _cpu(x: Any) -> Any:
+    return x.detach().as_subclass(torch.Tensor).cpu() if isinstance(x, torch.Tensor) else x
+
+
+class OrientedModule(TunedModule):
+    """Batches are ``(images: list of (3, H, W) in [0, 1], targets: list of dicts)`` with ``boxes`` (N, 5),
+    ``labels`` (N,), ``difficult``, ``polygons`` and ``image_id`` (see ``DotaDataset``).
+
+    Evaluation runs the model on every (patch) image; when the data module cut the images into patches,
+    the detections are merged per original image (class-aware rotated NMS) and scored against the
+    original labels. Logs ``<stage>/map``: DOTA Task1 mAP in % (polygon IoU 0.5, VOC07 11-point AP,
+    difficult objects ignored) whenever the split has labels. ``test`` also writes the submission files
+    ``Task1_<class>.txt`` to ``<trainer.out_dir>/task1/``.
+    """
+
+    def __init__(self, model: nn.Module, cfg: ExperimentConfig, class_names: Sequence[str]) -> None:
+        super().__init__(model, cfg)
+        self.class_names = tuple(class_names)
+        self._detections: dict[str, dict[str, torch.Tensor]] = {}
+        self._targets: dict[str, dict[str, torch.Tensor]] = {}
+        self.last_eval: DotaEvaluation | None = None
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.model(images)
+
+    def compute_losses(self, batch) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        return self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+
+    def _eval_step(self, batch) -> None:
+        images, targets = batch
+        for pred, target in zip(self.model(images), targets):
+            image_id = target["image_id"]
+            self._detections[image_id] = {k: _cpu(pred[k]) for k in ("boxes", "scores", "labels")}
+            self._targets[image_id] = {k: _cpu(target[k]) for k in ("polygons", "labels", "difficult")}
+
+    def _reference(self, stage: str):
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "eval_reference"):
+            return datamodule.eval_reference("test" if stage == "test" else "validate")
+        return None
+
+    def _eval_end(self, stage: str) -> None:
+        detections, targets = {}, {}
+        for part_dets, part_targets in gather_objects((self._detections, self._targets)):
+            detections.update(part_dets)
+            targets.update(part_targets)
+        self._detections, self._targets = {}, {}
+        reference = self._reference(stage)
+        if reference is not None and reference.merge:
+            limit = getattr(self.model, "max_per_image", 2000)
+            detections = merge_patch_detections(detections, iou_threshold=reference.merge_nms_iou, max_per_image=limit)
+        # Without a data module that knows the original labels, score what the loader gave.
+        annotations = reference.annotations if reference is not None else targets
+        if stage == "test" and self.trainer.is_global_zero:
+            write_task1_submission(Path(self.cfg.trainer.out_dir) / "task1", detections, self.class_names)
+        if annotations is not None:
+            self.last_eval = evaluate_dota(
+                detections, annotations, self.class_names, float(self.cfg.data.options.get("eval_iou_threshold", 0.5))
+            )
+            self.log(f"{stage}/map", 100.0 * self.last_eval.mean_ap, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+
+__all__ = ["MODEL_KEYS", "OrientedModule", "build_oriented"]
