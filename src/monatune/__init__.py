@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 
 from monatune.adapter_io import AdapterMismatchError, load_adapter, save_adapter
 from monatune.backbones import create_backbone
+from monatune.checkpointing import checkpoint_blocks
+from monatune.fuse import fuse, unfuse
 from monatune.layers.mona import Mona
 from monatune.methods import methods
 from monatune.tuning import apply, count_parameters, tuning_state
@@ -20,10 +22,13 @@ __all__ = [
     "Mona",
     "__version__",
     "apply",
+    "checkpoint_blocks",
     "count_parameters",
     "create_backbone",
+    "fuse",
     "load_adapter",
     "methods",
     "save_adapter",
     "tuning_state",
+    "unfuse",
 ]

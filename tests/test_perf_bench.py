@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end on the tiny setting (smoke test; no timing is checked)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    import harness
+    import inference
+    import mona_module
+    import train_step
+
+    yield harness, inference, mona_module, train_step
+    sys.path.remove(str(BENCH))
+
+
+def test_train_step_time_and_memory_rows(bench):
+    _, _, _, train_step = bench
+    methods = ["full", "mona", "mona_plain", "mona_ckpt"]
+    times = train_step.measure_time("tiny", methods, steps=2, warmup=0, threads=1)
+    assert set(times) == set(methods) and all(len(t) == 2 for t in times.values())
+    memory = {m: train_step.measure_memory("tiny", m, threads=1) for m in ("full", "mona_ckpt")}
+    assert memory["full"]["peak_rss_mb"] >= memory["full"]["rss_before_training_mb"] > 0
+    assert memory["mona_ckpt"]["saved_activations_mb"] is None
+    memory["mona"] = memory["full"]
+    summary = train_step.summarize({"full": memory["full"]}, [times])
+    assert summary["full"]["time_vs_full"] == 1.0 and summary["full"]["mem_vs_full"] == 1.0
+    assert train_step.groups_of(["full", "a", "mona", "b"], 2) == [["full", "mona"], ["full", "a"], ["full", "b"]]
+
+
+def test_inference_and_module_benchmarks_run(bench):
+    harness, inference, mona_module, _ = bench
+    result = inference.run_setting(harness.SETTINGS["tiny"], batch=1, cycles=2)
+    assert set(result["summary"]) == set(inference.VARIANTS)
+    assert result["summary"]["swin"]["x_swin"] == 1.0
+    assert "tiny" in inference.format_table({"settings": {"tiny_b1": result}})
+    shape = next(iter(mona_module.TINY.values()))
+    summary = mona_module.run_shape(shape, cycles=2)["summary"]
+    assert {"infer_plain_over_fused", "train_plain_over_fast", "train_fast_min"} <= set(summary)

@@ -1,0 +1,281 @@
+"""Mona's fast and fused forms compute SPEC §1 exactly: outputs and gradients vs the plain form, state
+dicts unchanged, fuse/unfuse, smaller saved activations, checkpointing, autocast and torch.compile.
+No timings here (see bench/)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from core_cases import images, tiny_timm_swin, tiny_torchvision_swin
+from torch import nn
+
+import monatune
+from monatune.checkpointing import checkpoint_blocks, checkpointed_blocks
+from monatune.fuse import fuse, is_fused, set_mona_form, unfuse
+from monatune.layers.lora import LoRAQKV
+from monatune.layers.mona import Mona, MultiCognitiveConv, _depthwise_weight_grad
+
+
+def _randomized(module: nn.Module, scale: float = 0.2) -> nn.Module:
+    """Move every parameter off its init (gamma 1e-6, zero biases would hide mistakes)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return module
+
+
+def _pair(dim: int, **kwargs) -> tuple[Mona, Mona]:
+    fast = _randomized(Mona(dim, **kwargs))
+    plain = copy.deepcopy(fast)
+    plain.form = "plain"
+    return fast, plain
+
+
+def _run(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, seed: int = 1, **kwargs):
+    """Output, input grad and parameter grads of one forward/backward with a fixed dropout seed."""
+    x = x.detach().clone().requires_grad_()
+    module.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    y = module(x, **kwargs)
+    y.backward(grad)
+    return y.detach(), x.grad, {n.removeprefix("_orig_mod."): p.grad for n, p in module.named_parameters()}
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5, name: str = "") -> None:
+    """Equal up to float rounding: max error within ``tol`` of the tensor's largest magnitude.
+
+    Gradients are sums over every pixel, so their rounding error scales with the largest entry."""
+    assert a.shape == b.shape and a.dtype == b.dtype, name
+    err = (a.double() - b.double()).abs().max().item()
+    assert err <= tol * (1.0 + b.double().abs().max().item()), f"{name}: max error {err}"
+
+
+def _assert_same(a, b, tol=1e-5):
+    ya, gxa, gpa = a
+    yb, gxb, gpb = b
+    _close(ya, yb, tol, "output")
+    _close(gxa, gxb, tol, "input grad")
+    assert gpa.keys() == gpb.keys()
+    for name in gpa:
+        _close(gpa[name], gpb[name], tol, name)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"scale": "scalar"}, {"kernel_sizes": (3, 5)}, {"kernel_sizes": (1, 3, 7)}, {"mid_dim": 8}],
+    ids=["default", "scalar", "k35", "k137", "mid8"],
+)
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_fast_form_matches_plain_form(kwargs, train):
+    fast, plain = _pair(24, **kwargs)
+    fast.train(train), plain.train(train)
+    x, grad = torch.randn(2, 9, 11, 24), torch.randn(2, 9, 11, 24)
+    # train mode: dropout on, same seed -> the same mask (the fast form draws as F.dropout does)
+    _assert_same(_run(fast, x, grad), _run(plain, x, grad))
+
+
+def test_fast_form_on_tokens_and_on_input_without_grad():
+    fast, plain = _pair(16)
+    x = torch.randn(2, 6 * 5, 16)
+    with torch.no_grad():
+        _close(fast.eval()(x, hw=(6, 5)), plain.eval()(x, hw=(6, 5)))
+    fast.train(), plain.train()
+    # the first Mona of a frozen backbone gets an input that needs no grad: only parameters get grads
+    fast.zero_grad(), plain.zero_grad()
+    torch.manual_seed(0)
+    fast(x, hw=(6, 5)).square().sum().backward()
+    torch.manual_seed(0)
+    plain(x, hw=(6, 5)).square().sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        _close(a.grad, b.grad, name=name)
+
+
+def test_composed_conv_equals_the_conv_stack():
+    conv = _randomized(MultiCognitiveConv(8, (3, 5, 7)))
+    z = torch.randn(2, 8, 10, 7)
+    kernel, bias, proj, pbias = conv.composed()
+    z2 = F.conv2d(z, kernel, bias, padding=3, groups=8)
+    composed = torch.einsum("oi,bihw->bohw", proj, z2) + pbias[:, None, None]
+    torch.testing.assert_close(composed, conv(z), rtol=1e-5, atol=1e-5)
+
+
+def test_parameters_and_state_dict_keys_unchanged_by_forms_and_fuse():
+    fast, plain = _pair(32)
+    keys = list(Mona(32).state_dict())
+    assert list(fast.state_dict()) == list(plain.state_dict()) == keys
+    assert sum(p.numel() for p in fast.parameters()) == 133 * 32 + 9728
+    fused = copy.deepcopy(fast).fuse_()
+    assert list(fused.state_dict()) == keys
+    for name, t in fused.state_dict().items():
+        torch.testing.assert_close(t, fast.state_dict()[name])
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "tile"),
+    [((2, 9, 11, 3), 7, 32), ((1, 40, 70, 2), 5, 32), ((3, 7, 7, 4), 3, 32), ((1, 13, 17, 2), 7, 5)],
+)
+def test_depthwise_weight_grad_matches_autograd(shape, k, tile):
+    x, g = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64)
+    weight = torch.randn(shape[-1], 1, k, k, dtype=torch.float64, requires_grad=True)
+    out = F.conv2d(x.permute(0, 3, 1, 2), weight, padding=k // 2, groups=shape[-1])
+    (expected,) = torch.autograd.grad(out, weight, g.permute(0, 3, 1, 2))
+    torch.testing.assert_close(_depthwise_weight_grad(x, g, k, tile=tile), expected)
+
+
+def test_fast_form_saves_less_than_plain_form():
+    fast, plain = _pair(96)
+    x = torch.randn(2, 14, 14, 96, requires_grad=True)
+
+    def saved_bytes(module):
+        storages: dict[int, int] = {}
+        params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+
+        def pack(t):
+            if t.untyped_storage().data_ptr() not in params:
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            module.train()(x)
+        return sum(storages.values())
+
+    per_token_c = x.numel() * 4  # one float map of the stream
+    fast_bytes, plain_bytes = saved_bytes(fast), saved_bytes(plain)
+    # fast keeps x, z1 (n = 64 of 96 channels), a byte mask, LN stats and the small composed
+    # weights: about 2 maps; plain keeps about 5
+    assert fast_bytes < 2.1 * per_token_c
+    assert fast_bytes < 0.45 * plain_bytes
+
+
+@pytest.mark.parametrize("backbone", ["timm", "torchvision"])
+def test_fuse_model_gives_the_same_outputs(backbone):
+    torch.manual_seed(0)
+    model = tiny_timm_swin() if backbone == "timm" else tiny_torchvision_swin()
+    monatune.apply(model, "mona")
+    _randomized(model.eval(), 0.05)
+    x = images(2, 64)
+    with torch.no_grad():
+        set_mona_form(model, "plain")
+        expected = model(x)
+        set_mona_form(model, "fast")
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+        fused = fuse(copy.deepcopy(model))
+        assert is_fused(fused) and not fused.training
+        torch.testing.assert_close(fused(x), expected, rtol=1e-4, atol=1e-5)
+    assert list(fused.state_dict()) == list(model.state_dict())
+
+
+def test_loading_weights_into_a_fused_model_refreshes_its_cache():
+    model = fuse(monatune.apply(tiny_timm_swin(), "mona"))
+    other = _randomized(monatune.apply(tiny_timm_swin(), "mona").eval(), 0.05)
+    model.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        _close(model(images(1, 64)), other(images(1, 64)))
+
+
+def test_fused_model_refuses_training_until_unfused():
+    model = fuse(monatune.apply(tiny_timm_swin(), "mona"))
+    model.train()
+    with pytest.raises(RuntimeError, match="unfuse"):
+        model(images(1, 64))
+    unfuse(model)
+    assert not is_fused(model)
+    model(images(1, 64)).sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if ".mona" in n)
+
+
+def test_fuse_can_merge_lora():
+    torch.manual_seed(0)
+    model = monatune.apply(tiny_timm_swin(), "lora")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    x = images(2, 64)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        merged = fuse(copy.deepcopy(model), merge_lora=True)
+        assert not any(isinstance(m, LoRAQKV) for m in merged.modules())
+        torch.testing.assert_close(merged(x), expected, rtol=1e-4, atol=1e-5)
+        kept = fuse(copy.deepcopy(model))
+        assert any(isinstance(m, LoRAQKV) for m in kept.modules())
+
+
+def test_set_mona_form_rejects_unknown_form():
+    with pytest.raises(ValueError, match="plain"):
+        set_mona_form(nn.Sequential(Mona(8)), "turbo")
+
+
+def test_frozen_backbone_gets_no_weight_gradients():
+    model = monatune.apply(tiny_timm_swin(num_classes=3), "mona", train_modules=["head"])
+    model.train()
+    F.cross_entropy(model(images(2, 64)), torch.tensor([0, 2])).backward()
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == p.requires_grad, name
+
+
+@pytest.mark.parametrize("method", ["mona", "full"])
+def test_checkpoint_blocks_keeps_results(method):
+    torch.manual_seed(0)
+    model = monatune.apply(tiny_timm_swin(num_classes=3, drop_path_rate=0.2), method, train_modules=["head"])
+    checked = copy.deepcopy(model)
+    checkpoint_blocks(checked)
+    assert len(checkpointed_blocks(checked)) == 8
+    x, target = images(2, 64), torch.tensor([1, 2])
+    results = []
+    for m in (model, checked):
+        m.train()
+        torch.manual_seed(3)  # same dropout and drop-path draws; checkpoint replays them on recompute
+        F.cross_entropy(m(x), target).backward()
+        results.append({n: p.grad for n, p in m.named_parameters() if p.requires_grad})
+    for name, grad in results[0].items():
+        torch.testing.assert_close(results[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+    # copies rebind to their own blocks; turning it off restores the blocks' own forwards
+    copied = copy.deepcopy(checked)
+    assert checkpointed_blocks(copied) == checkpointed_blocks(checked)
+    checkpoint_blocks(checked, enabled=False)
+    assert checkpointed_blocks(checked) == []
+    with torch.no_grad():
+        torch.testing.assert_close(checked.eval()(x), model.eval()(x))
+    checkpoint_blocks(copied, enabled=False, stages=None)
+    checkpoint_blocks(copied, stages=[0])
+    assert checkpointed_blocks(copied) == ["layers.0.blocks.0", "layers.0.blocks.1"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_on_cpu(dtype):
+    fast, plain = _pair(32)
+    x, grad = torch.randn(2, 8, 8, 32), torch.randn(2, 8, 8, 32)
+    outs = []
+    for m in (fast, plain):
+        x_ = x.clone().requires_grad_()
+        m.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=dtype):
+            y = m.train()(x_)
+        y.float().backward(grad)
+        outs.append((y, x_.grad, [p.grad for p in m.parameters()]))
+    (yf, gxf, gpf), (yp, gxp, gpp) = outs
+    assert yf.dtype == yp.dtype
+    tol = 3e-2 if dtype == torch.bfloat16 else 5e-3
+    _close(yf, yp, tol)
+    _close(gxf, gxp, tol)
+    for a, b, p in zip(gpf, gpp, fast.parameters()):
+        assert a.dtype == p.dtype
+        _close(a, b, tol)
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        fused = copy.deepcopy(fast).eval().fuse_()
+        _close(fused(x), plain.eval()(x), tol)
+
+
+def test_torch_compile_traces_the_fast_form():
+    fast, plain = _pair(16)
+    x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
+    compiled = torch.compile(fast, backend="aot_eager", fullgraph=True)
+    _assert_same(_run(compiled, x, grad), _run(plain, x, grad))
+    with torch.no_grad():
+        fused = torch.compile(copy.deepcopy(fast).eval().fuse_(), backend="aot_eager", fullgraph=True)
+        torch.testing.assert_close(fused(x), plain.eval()(x), rtol=1e-5, atol=1e-5)
