@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--group-size", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-memory", action="store_true", help="time only (no memory rows)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "settings": {}}
     for setting in args.settings:
         memory = {}
-        for method in methods:
+        for method in [] if args.skip_memory else methods:
             memory[method] = _child(["memory", setting, method, *opts])
             print(f"[{setting}] {method}: peak {memory[method]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
         times = []
@@ -164,10 +165,12 @@ def main(argv: list[str] | None = None) -> dict:
 
 def summarize(memory: dict[str, dict], times: list[dict[str, list[float]]]) -> dict[str, dict]:
     """Per method: median step time, ratio to full (median over cycles), memory and ratios to full."""
-    full_mem = memory["full"]
+    methods = list(dict.fromkeys(m for group in times for m in group))
+    full_mem = memory.get("full") or _NO_MEMORY
     full_growth = full_mem["peak_rss_mb"] - full_mem["rss_before_training_mb"]
     out = {}
-    for method, mem in memory.items():
+    for method in methods:
+        mem = memory.get(method) or _NO_MEMORY
         group = next(g for g in times if method in g)
         ratios = [t / f for t, f in zip(group[method], group["full"])]
         out[method] = {
@@ -183,6 +186,9 @@ def summarize(memory: dict[str, dict], times: list[dict[str, list[float]]]) -> d
             "trainable": mem["trainable"],
         }
     return out
+
+
+_NO_MEMORY = {"peak_rss_mb": float("nan"), "rss_before_training_mb": 0.0, "saved_activations_mb": None, "trainable": 0}
 
 
 def format_table(results: dict) -> str:

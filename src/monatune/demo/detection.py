@@ -17,7 +17,9 @@ FULL = {"epochs": 8, "num_train_images": 240, "num_val_images": 60}
 QUICK = {"epochs": 2, "num_train_images": 32, "num_val_images": 16}
 
 
-def demo_config(task: str, method: str, out_dir: Path, setting: dict, *, model: dict, data: dict, optim: dict) -> ExperimentConfig:
+def demo_config(
+    task: str, method: str, out_dir: Path, setting: dict, *, model: dict, data: dict, optim: dict, image_size: int = IMAGE_SIZE
+) -> ExperimentConfig:
     """The demo run of ``method``: the embedded backbone, synthetic data under ``<demo out>/data/``,
     CPU, validation after the last epoch only (the table's metric)."""
     epochs = setting["epochs"]
@@ -28,7 +30,7 @@ def demo_config(task: str, method: str, out_dir: Path, setting: dict, *, model: 
         "data": {
             **data,
             "root": str(out_dir.parent.parent / "data" / data["dataset"]),
-            "image_size": IMAGE_SIZE,
+            "image_size": image_size,
             "batch_size": 4,
             "num_workers": 0,
             "options": {**data.get("options", {}), **counts, "seed": 0},

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monatune.demo.detection import IMAGE_SIZE, demo_config
+from monatune.demo.detection import demo_config
 from monatune.demo.runner import DemoTask
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.semantic_segmentation.engine import builders
 
+IMAGE_SIZE = 128
 FULL = {"epochs": 8, "num_train_images": 240, "num_val_images": 60}
 QUICK = {"epochs": 2, "num_train_images": 32, "num_val_images": 16}
 
@@ -35,6 +36,7 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
         },
         # One recipe for every method: AdamW, poly decay with warmup (as ADE20K), wd 0.01.
         optim={"lr": 1e-3, "weight_decay": 0.01, "schedule": "poly", "warmup_steps": 20, "warmup_ratio": 1e-3, "grad_clip": 10.0},
+        image_size=IMAGE_SIZE,
     )
 
 

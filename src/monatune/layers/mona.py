@@ -223,16 +223,15 @@ def _mona_fast(
         z1 = F.linear(u.to(md), w1.to(md), b1.to(md))  # (M, n)
         del u
         z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias)
-        del z2
-        act = F.gelu(z3)
-        del z3
+        act = torch.ops.aten.gelu_(z3)  # temporaries are reused in place: less heap fragmentation
         w2 = w2.to(md)
         mask = None
         if p > 0.0:  # dropout: the draws of F.dropout, kept as a byte mask; 1/(1-p) folded into project2
-            keep = torch.empty_like(act).bernoulli_(1.0 - p)
+            keep = z2.bernoulli_(1.0 - p)
             act = act.mul_(keep)
             mask = keep.bool().view(torch.uint8)
             w2 = w2 * _dropout_scale(p)
+        del z2, z3
         out = F.linear(act, w2, b2.to(md))
         y = out.add_(x2) if out.dtype == x2.dtype else x2 + out  # autocast: y in x's (wider) dtype
     return y.view(bsz, h, w, c), (mean, rstd, z1, mask)
@@ -341,7 +340,7 @@ class _MonaFunction(torch.autograd.Function):
             g = gym @ (w2.to(md) * scale)
             if mask is not None:
                 g = g.mul_(mask)
-            g = torch.ops.aten.gelu_backward(g, z3)
+            g = torch.ops.aten.gelu_backward.grad_input(g, z3, grad_input=g)
             del z3
             # projector (W + I)
             if need[7]:
@@ -365,14 +364,16 @@ class _MonaFunction(torch.autograd.Function):
                 grads[5] = gk
             g = g.permute(0, 2, 3, 1).reshape(-1, n)
             # project1, on u = LN'(x) + gammax * x recomputed
+            u = _adapter_input(x2, ln_w, ln_b, gammax, ctx.eps)[0] if need[3] or need[2] else None
             if need[3]:
-                grads[3] = g.t() @ _adapter_input(x2, ln_w, ln_b, gammax, ctx.eps)[0].to(md)
+                grads[3] = g.t() @ u.to(md)
             if need[4]:
                 grads[4] = _colsum(g)
             gu = (g @ w1.to(md)).to(nd)
             del g
             if need[2]:
-                grads[2] = _colsum(gu * x2)
+                grads[2] = _colsum(torch.mul(gu, x2, out=u))
+            del u
             need_x = ctx.needs_input_grad[0]
             gx, grads[0], grads[1] = torch.ops.aten.native_layer_norm_backward(
                 gu, x2, (c,), mean, rstd, ln_w.to(nd), ln_b.to(nd), [need_x, need[0], need[1]]
