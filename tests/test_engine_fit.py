@@ -124,3 +124,13 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     ckpt = SafeCheckpointIO().load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 6
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_history_records_each_epochs_validation_metrics(tmp_path):
+    cfg = tiny_config(tmp_path, "mona", trainer__max_epochs=2)
+    module, data = make(cfg)
+    history = History()
+    trainer = build_trainer(cfg, [history], checkpoints=False, logging=False)
+    trainer.fit(module, datamodule=data)
+    assert [v["epoch"] for v in history.val] == [0, 1]
+    assert history.val[-1]["val/top1"] == pytest.approx(float(trainer.callback_metrics["val/top1"]))

@@ -45,7 +45,9 @@ class History(L.Callback):
         self._epoch_sum, self._epoch_n = 0.0, 0
         self._write()
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Not on_validation_epoch_end: callbacks run before the module there, so the module's
+        # epoch metrics are not yet in callback_metrics.
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
