@@ -202,15 +202,20 @@ def format_table(results: dict) -> str:
         ]
         for method, s in data["summary"].items():
             lo, hi = s["time_vs_full_range"]
+            trainable = f"{s['trainable']:,}" if s["trainable"] else "-"
             lines.append(
-                f"| {method} | {s['trainable']:,} | {s['step_s']:.3f} | {s['time_vs_full']:.2f} ({lo:.2f}-{hi:.2f}) | "
-                f"{s['peak_rss_mb']:.0f} | {s['mem_vs_full']:.2f} | {s['train_mem_vs_full']:.2f} | {_mb(s['saved_mb'])} |"
+                f"| {method} | {trainable} | {s['step_s']:.3f} | {s['time_vs_full']:.2f} ({lo:.2f}-{hi:.2f}) | "
+                f"{_mb(s['peak_rss_mb'])} | {_x(s['mem_vs_full'])} | {_x(s['train_mem_vs_full'])} | {_mb(s['saved_mb'])} |"
             )
     return "\n".join(lines)
 
 
 def _mb(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+    return "-" if value is None or value != value else f"{value:.0f}"
+
+
+def _x(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"
 
 
 if __name__ == "__main__":
