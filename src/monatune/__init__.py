@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from monatune.adapter_io import AdapterMismatchError, load_adapter, save_adapter
 from monatune.backbones import create_backbone
 from monatune.checkpointing import checkpoint_blocks
-from monatune.fuse import fuse, unfuse
+from monatune.fuse import fuse, set_mona_form, unfuse
 from monatune.layers.mona import Mona
 from monatune.methods import methods
 from monatune.tuning import apply, count_parameters, tuning_state
@@ -29,6 +29,7 @@ __all__ = [
     "load_adapter",
     "methods",
     "save_adapter",
+    "set_mona_form",
     "tuning_state",
     "unfuse",
 ]
