@@ -51,6 +51,27 @@ class TunedModule(L.LightningModule):
     def compute_losses(self, batch: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    # --- evaluation: tasks implement eval_step/eval_end; val and test share them ----------
+    def eval_step(self, batch: Any, stage: str) -> None:
+        """Run the model on one eval batch and update the task metric (``stage``: "val" or "test")."""
+        raise NotImplementedError
+
+    def eval_end(self, stage: str) -> None:
+        """Compute, log (as ``{stage}/<metric>``) and reset the task metric."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.eval_end("val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.eval_end("test")
+
     def batch_size_of(self, batch: Any) -> int:
         return len(batch[0])
 

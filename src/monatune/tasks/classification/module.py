@@ -35,27 +35,15 @@ class ClassificationModule(TunedModule):
         images, labels = batch
         return {"loss_cls": F.cross_entropy(self.model(images), labels)}
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         images, labels = batch
         logits = self.model(images)
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
         self.top1.update(logits, labels)
         self.top5.update(logits, labels)
 
-    def _eval_end(self, stage: str) -> None:
+    def eval_end(self, stage: str) -> None:
         self.log(f"{stage}/top1", 100 * self.top1.compute(), prog_bar=True, sync_dist=True)
         self.log(f"{stage}/top5", 100 * self.top5.compute(), sync_dist=True)
         self.top1.reset()
         self.top5.reset()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")

@@ -124,28 +124,16 @@ class DetectionModule(TunedModule):
         images, targets = batch
         return self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
 
-    def _eval_step(self, batch) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         images, targets = batch
         for pred, target in zip(self.model(images), targets):
             kept_pred = {k: _plain(pred[k]) for k in ("boxes", "scores", "labels")}
             self._records.append((kept_pred, {k: _plain(target[k]) for k in ("boxes", "labels", "difficult")}))
 
-    def _eval_end(self, stage: str) -> None:
+    def eval_end(self, stage: str) -> None:
         records = [r for rank in gather_objects(self._records) for r in rank]
         self._records = []
         metric = VOC07MAP(self.cfg.model.num_classes, self.class_names)
         metric.update([p for p, _ in records], [t for _, t in records])
         self.last_eval = metric.compute()
         self.log(f"{stage}/map", 100.0 * self.last_eval["map"], prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")

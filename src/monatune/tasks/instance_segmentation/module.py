@@ -68,12 +68,12 @@ class InstanceSegmentationModule(TunedModule):
         images, targets = batch
         return self.model(images, [{k: t[k] for k in ("boxes", "labels", "masks")} for t in targets])
 
-    def _eval_step(self, batch) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         images, targets = batch
         preds = self.model(images)
         self.coco.update(preds, [{k: t[k] for k in ("boxes", "labels", "masks", "iscrowd", "area")} for t in targets])
 
-    def _eval_end(self, stage: str) -> None:
+    def eval_end(self, stage: str) -> None:
         merge_states_over_ranks(self.coco.metric)
         self.last_eval = self.coco.compute()
         self.coco.reset()
@@ -81,15 +81,3 @@ class InstanceSegmentationModule(TunedModule):
             for name in LOGGED:
                 value = self.last_eval[f"{iou_type}_{name}"]
                 self.log(f"{stage}/{iou_type}_{name}", 100.0 * value if value >= 0 else float("nan"), prog_bar=name == "map")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")

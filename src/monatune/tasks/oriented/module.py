@@ -68,7 +68,7 @@ class OrientedModule(TunedModule):
         images, targets = batch
         return self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
 
-    def _eval_step(self, batch) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         images, targets = batch
         for pred, target in zip(self.model(images), targets):
             image_id = target["image_id"]
@@ -81,7 +81,7 @@ class OrientedModule(TunedModule):
             return datamodule.eval_reference("test" if stage == "test" else "validate")
         return None
 
-    def _eval_end(self, stage: str) -> None:
+    def eval_end(self, stage: str) -> None:
         detections, targets = {}, {}
         for part_dets, part_targets in gather_objects((self._detections, self._targets)):
             detections.update(part_dets)
@@ -100,18 +100,6 @@ class OrientedModule(TunedModule):
                 detections, annotations, self.class_names, float(self.cfg.data.options.get("eval_iou_threshold", 0.5))
             )
             self.log(f"{stage}/map", 100.0 * self.last_eval.mean_ap, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
 
 
 __all__ = ["MODEL_KEYS", "OrientedModule", "build_oriented"]

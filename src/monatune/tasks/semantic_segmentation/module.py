@@ -43,7 +43,7 @@ class SemanticSegmentationModule(TunedModule):
         images, masks = batch
         return self.model(images, masks)
 
-    def _eval_step(self, batch) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         images, masks = batch
         if len({tuple(image.shape) for image in images}) == 1:
             logits = list(self.model(torch.stack(list(images))))
@@ -53,7 +53,7 @@ class SemanticSegmentationModule(TunedModule):
             resized = F.interpolate(image_logits[None], size=tuple(mask.shape[-2:]), mode="bilinear", align_corners=False)
             self.miou.update(resized.argmax(dim=1)[0], mask)
 
-    def _eval_end(self, stage: str) -> None:
+    def eval_end(self, stage: str) -> None:
         # Sum the confusion matrices of all ranks (a no-op on one device).
         confusion = self.trainer.strategy.reduce(self.miou.confusion.to(self.device), reduce_op="sum")
         self.miou.confusion = confusion.cpu()
@@ -62,15 +62,3 @@ class SemanticSegmentationModule(TunedModule):
         self.log(f"{stage}/miou", 100.0 * self.last_eval["miou"], prog_bar=True)
         self.log(f"{stage}/aacc", 100.0 * self.last_eval["pixel_accuracy"])
         self.log(f"{stage}/macc", 100.0 * self.last_eval["mean_accuracy"])
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
