@@ -279,3 +279,55 @@ def test_torch_compile_traces_the_fast_form():
     with torch.no_grad():
         fused = torch.compile(copy.deepcopy(fast).eval().fuse_(), backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(fused(x), plain.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_mona_keeps_no_stream_tensor_of_its_own_in_a_swin():
+    """Backward keeps Mona's output (which the next LayerNorm keeps anyway), never its input."""
+    torch.manual_seed(0)
+    model = monatune.apply(tiny_timm_swin(embed_dim=32, num_classes=3), "mona", mid_dim=4).train()
+    inputs, outputs = [], []
+
+    def record(name):
+        def hook(module, args, out):
+            inputs.append(args[0])  # kept alive: a freed input's address could be reused
+            outputs.append((name, out.untyped_storage().data_ptr()))
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, Mona):
+            module.register_forward_hook(record(name))
+    packed: dict[int, int] = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        packed[ptr] = packed.get(ptr, 0) + 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(images(2, 64)), torch.tensor([0, 2]))
+    input_ptrs = {x.untyped_storage().data_ptr() for x in inputs}
+    assert len(input_ptrs) == 16 and not input_ptrs & set(packed)
+    after_attn = [ptr for name, ptr in outputs if name.endswith("mona1")]
+    assert len(after_attn) == 8 and all(packed.get(ptr, 0) >= 2 for ptr in after_attn)  # Mona + norm2
+    loss.backward()  # and the recovered input gives the gradients (compared with the plain form above)
+
+
+def test_keep_mask_probability_and_reproducibility():
+    from monatune.layers.dropout import Dropout, keep_mask
+
+    torch.manual_seed(0)
+    mask = keep_mask((1001, 999), 0.1)
+    assert mask.dtype == torch.bool and mask.shape == (1001, 999)
+    flat = mask.view(-1).float()
+    for half in (flat[0::2], flat[1::2]):  # the two 32-bit halves of each random word
+        sd = (0.09 / half.numel()) ** 0.5
+        assert abs(1 - half.mean().item() - 0.1) < 5 * sd
+    torch.manual_seed(0)
+    assert torch.equal(keep_mask((1001, 999), 0.1), mask)
+    assert keep_mask((3, 4), 0.0).all() and not keep_mask((3, 4), 1.0).any()
+    drop = Dropout(0.25).train()
+    x = torch.ones(64, 64)
+    y = drop(x)
+    assert set(y.unique().tolist()) <= {0.0, 4 / 3} and 0.2 < (y == 0).float().mean() < 0.3
+    assert torch.equal(drop.eval()(x), x)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monatune.layers.dropout import Dropout, keep_mask
+
 ScaleKind = Literal["vector", "scalar"]
 MonaForm = Literal["fast", "plain"]
 FORMS = ("fast", "plain")
@@ -108,7 +110,7 @@ class Mona(nn.Module):
         self.gammax = nn.Parameter(torch.ones(scale_shape))
         self.project1 = nn.Linear(dim, mid_dim)
         self.adapter_conv = MultiCognitiveConv(mid_dim, kernel_sizes)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.project2 = nn.Linear(mid_dim, dim)
         for linear in (self.project1, self.project2):
             nn.init.trunc_normal_(linear.weight, std=0.02)
@@ -223,15 +225,15 @@ def _mona_fast(
         z1 = F.linear(u.to(md), w1.to(md), b1.to(md))  # (M, n)
         del u
         z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias)
+        del z2
         act = torch.ops.aten.gelu_(z3)  # temporaries are reused in place: less heap fragmentation
         w2 = w2.to(md)
         mask = None
-        if p > 0.0:  # dropout: the draws of F.dropout, kept as a byte mask; 1/(1-p) folded into project2
-            keep = z2.bernoulli_(1.0 - p)
+        if p > 0.0:  # dropout, kept as a byte mask; 1/(1-p) folded into project2
+            keep = keep_mask(act.shape, p, act.device)
             act = act.mul_(keep)
-            mask = keep.bool().view(torch.uint8)
+            mask = keep.view(torch.uint8)
             w2 = w2 * _dropout_scale(p)
-        del z2, z3
         out = F.linear(act, w2, b2.to(md))
         y = out.add_(x2) if out.dtype == x2.dtype else x2 + out  # autocast: y in x's (wider) dtype
     return y.view(bsz, h, w, c), (mean, rstd, z1, mask)
@@ -308,23 +310,23 @@ class _MonaFunction(torch.autograd.Function):
         y, (mean, rstd, z1, mask) = _mona_fast(x, weights, eps, p, dtype)
         ctx.eps, ctx.p = eps, p
         ctx.has_mask = mask is not None
-        ctx.save_for_backward(x, mean, rstd, z1, *weights, *([mask] if mask is not None else []))
+        # y, not x: the next layer (a LayerNorm) keeps y anyway, so no stream-wide tensor is added
+        ctx.save_for_backward(y, mean, rstd, z1, *weights, *([mask] if mask is not None else []))
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
-        x, mean, rstd, z1, *weights = ctx.saved_tensors
+        y, mean, rstd, z1, *weights = ctx.saved_tensors
         mask = weights.pop() if ctx.has_mask else None
         ln_w, ln_b, gammax, w1, b1, kernel, kbias, proj, pbias, w2, b2 = weights
         need = ctx.needs_input_grad[4:]
-        bsz, h, w, c = x.shape
+        bsz, h, w, c = y.shape
         n = z1.shape[1]
-        md, nd = z1.dtype, x.dtype
-        scale = _dropout_scale(ctx.p)
+        md, nd = z1.dtype, y.dtype
+        w2s = w2.to(md) * _dropout_scale(ctx.p) if mask is not None else w2.to(md)  # as in forward
         grads: list[torch.Tensor | None] = [None] * len(weights)
-        with torch.autocast(x.device.type, enabled=False):
-            x2 = x.view(-1, c)
+        with torch.autocast(y.device.type, enabled=False):
             gy2 = gy.reshape(-1, c)
             gym = gy2.to(md)
             z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias)
@@ -332,12 +334,17 @@ class _MonaFunction(torch.autograd.Function):
             act = F.gelu(z3)
             if mask is not None:
                 act = act.mul_(mask)
+            # x = y - project2(act): the forward's own ops, so `out` is bit-identical; x up to rounding
+            out = F.linear(act, w2s, b2.to(md))
+            x2 = torch.sub(y.view(-1, c), out, out=out) if out.dtype == nd else y.view(-1, c) - out
             if need[9]:
-                grads[9] = (gym.t() @ act).mul_(scale)
+                grads[9] = gym.t() @ act
+                if mask is not None:
+                    grads[9].mul_(_dropout_scale(ctx.p))
             if need[10]:
                 grads[10] = _colsum(gym)
             del act
-            g = gym @ (w2.to(md) * scale)
+            g = gym @ w2s
             if mask is not None:
                 g = g.mul_(mask)
             g = torch.ops.aten.gelu_backward.grad_input(g, z3, grad_input=g)
@@ -380,5 +387,6 @@ class _MonaFunction(torch.autograd.Function):
             )
             if need_x:
                 gx = gx.addcmul_(gu, gammax.to(nd)).add_(gy2).view(bsz, h, w, c)
+            del x2
         grads = [None if gr is None else gr.to(wt.dtype) for gr, wt in zip(grads, weights)]
         return gx, None, None, None, *grads
