@@ -190,7 +190,7 @@ class Mona(nn.Module):
         needs_grad = torch.is_grad_enabled() and (x_map.requires_grad or any(w.requires_grad for w in weights))
         if needs_grad:
             return _MonaFunction.apply(x_map, self.norm.eps, p, dtype, *weights)
-        return _mona_fast(x_map, weights, self.norm.eps, p, dtype)[0]
+        return _mona_fast(x_map, weights, self.norm.eps, p, dtype, for_inference=True)[0]
 
 
 def _refuse_after_load(module: Mona, incompatible_keys: object) -> None:
@@ -207,14 +207,17 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 
 def _mona_fast(
-    x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, p: float, dtype: torch.dtype | None
-) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
+    x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, p: float, dtype: torch.dtype | None,
+    for_inference: bool = False,
+) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:  # fmt: skip
     """Fast-form forward on a contiguous (B, H, W, C) map; returns y and what backward keeps.
 
     Matmuls and the conv run in ``dtype`` (the autocast dtype) or x's dtype; LN and the input mix in
-    x's dtype, as autocast does for the plain form. Kept: LN mean/rstd, z1 = project1 output and
-    the dropout mask (bytes); backward recomputes LN(x), z2, z3 and the activation with the same
-    ops on the same inputs, so the recomputed values are bit-identical.
+    x's dtype, as autocast does for the plain form. Kept for backward: LN mean/rstd, z1 = project1
+    output and the dropout mask (bytes), plus y itself (``_MonaFunction``). Backward recomputes z2,
+    z3, the activation and project2's output with the same ops on the same inputs (bit-identical),
+    then x = y - project2(...) (equal to x up to one rounding) and LN(x) from it.
+    ``for_inference``: z1 is not kept, so z3 may overwrite it.
     """
     ln_w, ln_b, gammax, w1, b1, kernel, kbias, proj, pbias, w2, b2 = weights
     bsz, h, w, c = x.shape
@@ -223,8 +226,8 @@ def _mona_fast(
     with torch.autocast(x.device.type, enabled=False):
         u, mean, rstd = _adapter_input(x2, ln_w, ln_b, gammax, eps)
         z1 = F.linear(u.to(md), w1.to(md), b1.to(md))  # (M, n)
-        del u
-        z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias)
+        # Dead buffers take later results (fresh large CPU allocations cost page faults).
+        z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias, out=z1 if for_inference else None)
         del z2
         act = torch.ops.aten.gelu_(z3)  # temporaries are reused in place: less heap fragmentation
         w2 = w2.to(md)
@@ -234,7 +237,11 @@ def _mona_fast(
             act = act.mul_(keep)
             mask = keep.view(torch.uint8)
             w2 = w2 * _dropout_scale(p)
-        out = F.linear(act, w2, b2.to(md))
+        if u.dtype == md:
+            out = torch.addmm(b2.to(md), act, w2.t(), out=u)
+        else:
+            out = F.linear(act, w2, b2.to(md))
+        del u
         y = out.add_(x2) if out.dtype == x2.dtype else x2 + out  # autocast: y in x's (wider) dtype
     return y.view(bsz, h, w, c), (mean, rstd, z1, mask)
 
@@ -250,13 +257,17 @@ def _adapter_input(
 
 def _conv_and_projector(
     z1: torch.Tensor, bsz: int, h: int, w: int, kernel: torch.Tensor, kbias: torch.Tensor,
-    proj: torch.Tensor, pbias: torch.Tensor,
+    proj: torch.Tensor, pbias: torch.Tensor, out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """z2 = composed depthwise conv of z1 (identity folded in), z3 = z2 (W + I)^T + b; (M, n) rows."""
+    """z2 = composed depthwise conv of z1 (identity folded in), z3 = z2 (W + I)^T + b; (M, n) rows.
+
+    ``out``: an (M, n) buffer for z3 (may be z1 itself: the conv has read it by then)."""
     md, n = z1.dtype, z1.shape[1]
     z2 = F.conv2d(_nchw(z1, bsz, h, w), kernel.to(md), kbias.to(md), padding=kernel.shape[-1] // 2, groups=n)
     z2 = z2.permute(0, 2, 3, 1).reshape(-1, n)  # no copy: the conv keeps channels-last
-    return z2, F.linear(z2, proj.to(md), pbias.to(md))
+    if out is None:
+        return z2, F.linear(z2, proj.to(md), pbias.to(md))
+    return z2, torch.addmm(pbias.to(md), z2, proj.to(md).t(), out=out)
 
 
 def _colsum(t: torch.Tensor) -> torch.Tensor:
@@ -335,7 +346,7 @@ class _MonaFunction(torch.autograd.Function):
             if mask is not None:
                 act = act.mul_(mask)
             # x = y - project2(act): the forward's own ops, so `out` is bit-identical; x up to rounding
-            out = F.linear(act, w2s, b2.to(md))
+            out = torch.addmm(b2.to(md), act, w2s.t())
             x2 = torch.sub(y.view(-1, c), out, out=out) if out.dtype == nd else y.view(-1, c) - out
             if need[9]:
                 grads[9] = gym.t() @ act
@@ -343,19 +354,19 @@ class _MonaFunction(torch.autograd.Function):
                     grads[9].mul_(_dropout_scale(ctx.p))
             if need[10]:
                 grads[10] = _colsum(gym)
+            g = torch.mm(gym, w2s, out=act)  # act is dead: its buffer takes g
             del act
-            g = gym @ w2s
             if mask is not None:
                 g = g.mul_(mask)
             g = torch.ops.aten.gelu_backward.grad_input(g, z3, grad_input=g)
-            del z3
             # projector (W + I)
             if need[7]:
                 grads[7] = g.t() @ z2
             if need[8]:
                 grads[8] = _colsum(g)
             del z2
-            g = g @ proj.to(md)
+            g = torch.mm(g, proj.to(md), out=z3)  # z3 is dead: its buffer takes the new g
+            del z3
             # composed depthwise conv
             k = kernel.shape[-1]
             tiled = need[5] and z1.device.type == "cpu"  # see _depthwise_weight_grad
