@@ -69,6 +69,19 @@ def build_model(setting: Setting) -> tuple[nn.Module, list[str]]:
     return create_backbone(setting.arch, num_classes=100), ["head"]
 
 
+def public_form(model: nn.Module) -> nn.Module:
+    """Every Mona in ``model`` computed as the public code does: the literal (plain) form with
+    torch's own ``nn.Dropout`` (monatune's dropout draws its mask faster); returns ``model``."""
+    from monatune import Mona
+    from monatune.fuse import set_mona_form
+
+    set_mona_form(model, "plain")
+    for module in model.modules():
+        if isinstance(module, Mona):
+            module.dropout = nn.Dropout(module.dropout.p)
+    return model
+
+
 def make_batch(setting: Setting, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(setting.batch, 3, setting.size, setting.size, generator=g)

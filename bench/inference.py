@@ -20,21 +20,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from harness import SETTINGS, Setting, build_model, machine, make_batch, median, time_calls  # noqa: E402
+from harness import SETTINGS, Setting, build_model, machine, make_batch, median, public_form, time_calls  # noqa: E402
 
 VARIANTS = ("swin", "mona_plain", "mona_fast", "mona_fused")
 
 
 def build_variants(setting: Setting) -> dict[str, torch.nn.Module]:
     import monatune
-    from monatune.fuse import fuse, set_mona_form
+    from monatune.fuse import fuse
 
     torch.manual_seed(0)
     base, heads = build_model(setting)
     tuned = monatune.apply(copy.deepcopy(base), "mona", train_modules=heads)
     return {
         "swin": base.eval(),
-        "mona_plain": set_mona_form(copy.deepcopy(tuned), "plain").eval(),
+        "mona_plain": public_form(copy.deepcopy(tuned)).eval(),
         "mona_fast": copy.deepcopy(tuned).eval(),
         "mona_fused": fuse(copy.deepcopy(tuned)),
     }

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from harness import machine, median, time_calls  # noqa: E402
+from harness import machine, median, public_form, time_calls  # noqa: E402
 
 # name -> (B, H, W, C, number of such Monas in the model)
 SHAPES = {
@@ -42,8 +42,7 @@ def forms(dim: int) -> dict[str, torch.nn.Module]:
 
     torch.manual_seed(0)
     fast = Mona(dim)
-    plain = copy.deepcopy(fast)
-    plain.form = "plain"
+    plain = public_form(copy.deepcopy(fast))
     return {"plain": plain, "fast": fast, "fused": copy.deepcopy(fast).fuse_()}
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    SETTINGS, build_model, current_rss_mb, loss_fn, machine, make_batch, median, peak_rss_mb, saved_activation_mb,
+    SETTINGS, build_model, current_rss_mb, loss_fn, machine, make_batch, median, peak_rss_mb, public_form,
+    saved_activation_mb,
 )  # fmt: skip
 
 EXTRA_METHODS = ("mona_plain", "mona_ckpt")
@@ -40,12 +41,11 @@ def build_trainer(base, heads, method: str, setting):
 
     import monatune
     from monatune.checkpointing import checkpoint_blocks
-    from monatune.fuse import set_mona_form
 
     model = copy.deepcopy(base)
     monatune.apply(model, "mona" if method in EXTRA_METHODS else method, train_modules=heads)
     if method == "mona_plain":
-        set_mona_form(model, "plain")
+        public_form(model)
     if method == "mona_ckpt":
         checkpoint_blocks(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.05)
