@@ -1,5 +1,6 @@
 """The three oriented detectors on a tiny Swin: the training/eval contract, a few CPU steps lowering
-the loss, tuning through ``monatune.apply(model.backbone, ...)``, and H2RBox-v2's views."""
+the loss, tuning through ``apply_with_heads`` (Swin frozen but for the method, neck and heads trained),
+and H2RBox-v2's views."""
 
 import math
 
@@ -12,6 +13,7 @@ from monatune.backbones import TimmDenseSwin
 from monatune.tasks.oriented import build_oriented_detector
 from monatune.tasks.oriented.boxes import boxes_to_polygons
 from monatune.tasks.oriented.h2rbox_views import rotate_boxes, rotate_images, symmetry_loss, vflip_boxes
+from monatune.tuning import apply_with_heads
 
 SMALL = {
     "rotated_retinanet": dict(fpn_channels=32, head_channels=32, stacked_convs=1),
@@ -73,9 +75,9 @@ def test_few_steps_lower_the_loss_and_eval_contract(name):
 
 
 @pytest.mark.parametrize("name", list(SMALL))
-def test_mona_on_the_backbone_trains_adapters_neck_and_head_only(name):
+def test_mona_on_the_backbone_trains_adapters_neck_and_head_only(name, tmp_path):
     model = build_oriented_detector(name, tiny_backbone(), 3, **SMALL[name])
-    monatune.apply(model.backbone, "mona")
+    apply_with_heads(model, "mona")
     model.train()
     images, targets = batch()
     sum(model(images, targets).values()).backward()
@@ -86,6 +88,25 @@ def test_mona_on_the_backbone_trains_adapters_neck_and_head_only(name):
         if in_backbone and not is_mona:
             assert param.grad is None, pname
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if ".mona" in n)
+    # the tuning state sits on the detector: the adapter file holds Mona, neck and heads
+    saved = monatune.save_adapter(model, tmp_path / "adapter.safetensors")
+    fresh = build_oriented_detector(name, tiny_backbone(), 3, **SMALL[name])
+    monatune.load_adapter(fresh, saved)
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and {n for n, p in fresh.named_parameters() if p.requires_grad} == set(trained)
+    for n, p in fresh.named_parameters():
+        if n in trained:
+            assert torch.equal(p, trained[n]), n
+
+
+def test_build_oriented_model_with_a_method_tunes_the_whole_detector():
+    model = monatune.tasks.oriented.build_oriented_model(
+        "rotated_retinanet", "swin_nano_synthetic", 3, method="mona", **SMALL["rotated_retinanet"]
+    )
+    assert monatune.tuning_state(model)["method"] == "mona"
+    heads = [n for n, _ in model.named_children() if n != "backbone"]
+    for pname, param in model.named_parameters():
+        assert param.requires_grad == (pname.split(".")[0] in heads or ".mona" in pname), pname
 
 
 def test_training_needs_targets_and_images_are_checked():

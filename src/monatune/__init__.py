@@ -15,13 +15,14 @@ from monatune.checkpointing import checkpoint_blocks
 from monatune.fuse import fuse, set_mona_form, unfuse
 from monatune.layers.mona import Mona
 from monatune.methods import methods
-from monatune.tuning import apply, count_parameters, tuning_state
+from monatune.tuning import apply, apply_with_heads, count_parameters, tuning_state
 
 __all__ = [
     "AdapterMismatchError",
     "Mona",
     "__version__",
     "apply",
+    "apply_with_heads",
     "checkpoint_blocks",
     "count_parameters",
     "create_backbone",

@@ -44,6 +44,19 @@ def apply(model: nn.Module, method: str, *, train_modules: Sequence[str] = (), *
     return model
 
 
+def apply_with_heads(model: nn.Module, method: str, **options: Any) -> nn.Module:
+    """``apply`` to a dense model (``model.backbone`` + neck + heads): the Swin is frozen except what
+    the method trains, every other top-level child with parameters trains fully.
+
+    The tuning state is recorded on ``model`` itself, so ``save_adapter(model)`` and checkpoints carry
+    the method together with the trained neck and heads.
+    """
+    if not isinstance(getattr(model, "backbone", None), nn.Module):
+        raise ValueError(f"{type(model).__name__} has no .backbone module; use apply(model, method, train_modules=...)")
+    heads = [name for name, child in model.named_children() if name != "backbone" and any(True for _ in child.parameters())]
+    return apply(model, method, train_modules=heads, **options)
+
+
 def tuning_state(model: nn.Module) -> dict[str, Any] | None:
     """``{"method", "options", "train_modules"}`` of a tuned model, or None."""
     return getattr(model, STATE_ATTR, None)

@@ -17,7 +17,7 @@ from monatune.engine.module import TunedModule
 from monatune.metrics.voc07_map import VOC07MAP
 from monatune.tasks.detection.retinanet import build_retinanet
 from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD
-from monatune.tuning import apply
+from monatune.tuning import apply_with_heads
 
 # head_options keys read here; every other key goes to the detector builder as a keyword argument
 BACKBONE_KEYS = ("out_indices",)
@@ -45,14 +45,9 @@ def builder_options(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def tune_dense_model(model: nn.Module, cfg: ExperimentConfig) -> nn.Module:
-    """Apply ``cfg.model.method`` to the Swin inside ``model``: the backbone is frozen except what the
-    method trains, while the neck and heads (every other top-level child with parameters) train fully.
-
-    Applying to the whole model (rather than ``model.backbone``) records the tuning state on it, so
-    checkpoints and ``monatune.save_adapter(model)`` carry the method and the trained heads.
-    """
-    heads = [name for name, child in model.named_children() if name != "backbone" and any(True for _ in child.parameters())]
-    return apply(model, cfg.model.method, train_modules=heads, **cfg.model.method_options)
+    """Apply ``cfg.model.method`` to the Swin inside ``model``; neck and heads train fully
+    (``monatune.tuning.apply_with_heads``)."""
+    return apply_with_heads(model, cfg.model.method, **cfg.model.method_options)
 
 
 class EvalResizeTransform(GeneralizedRCNNTransform):

@@ -43,10 +43,11 @@ def build_oriented_model(
 ) -> nn.Module:
     """Backbone by name (``monatune.create_backbone(..., dense=True)``) + detector, optionally tuned.
 
-    With ``method``, ``monatune.apply(model.backbone, method)`` freezes the backbone except what the
-    method trains; the neck and heads stay trainable.
+    With ``method``, ``monatune.tuning.apply_with_heads(model, method)`` freezes the backbone except
+    what the method trains; the neck and heads train fully, and ``save_adapter(model)`` saves both.
     """
     import monatune
+    from monatune.tuning import apply_with_heads
 
     name = pretrained if isinstance(pretrained, str) else backbone
     body = monatune.create_backbone(
@@ -59,7 +60,7 @@ def build_oriented_model(
     )
     model = build_oriented_detector(detector, body, num_classes, **detector_options)
     if method is not None:
-        monatune.apply(model.backbone, method, **(method_options or {}))
+        apply_with_heads(model, method, **(method_options or {}))
     return model
 
 
