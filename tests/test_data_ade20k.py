@@ -7,7 +7,10 @@ from PIL import Image
 
 from monatune.data.ade20k import ADE20KSegmentation, reduce_zero_label
 from monatune.data.errors import DatasetError
-from monatune.data.synthetic_scenes import ADE_SYNTHETIC_CLASSES, _scenes, write_ade20k
+from monatune.data.synthetic_images import render_synthetic
+from monatune.data.synthetic_scenes import (
+    ADE_SYNTHETIC_CLASSES, PRETEXT_ADE_CLASSES, PRETEXT_SEED_OFFSET, _scenes, write_ade20k,
+)  # fmt: skip
 
 
 def make_pair(root, stem, label, image_size=None, split="validation"):
@@ -39,6 +42,23 @@ def test_reads_what_write_ade20k_writes(tmp_path):
     for (image, mask), scene in zip((dataset[i] for i in range(3)), _scenes(3, (40, 48), 4, "training")):
         assert image.shape == (3, 40, 48)
         np.testing.assert_array_equal(mask.numpy(), scene.semantic_mask)  # 0 = background, k = shape k
+
+
+def test_pretext_style_scenes_round_trip(tmp_path):
+    root = write_ade20k(tmp_path, 3, size=128, seed=2, split="validation", style="pretext")
+    dataset = ADE20KSegmentation(root, "validation", num_classes=len(PRETEXT_ADE_CLASSES))
+    _, _, masks = render_synthetic(range(3), 2 + PRETEXT_SEED_OFFSET, "val", with_masks=True)
+    for i in range(3):
+        image, mask = dataset[i]
+        assert image.shape == (3, 128, 128)
+        expected = (masks[i] > 0).astype(np.int64).repeat(2, 0).repeat(2, 1)  # 64 px scaled up twice
+        np.testing.assert_array_equal(mask.numpy(), expected)
+    with pytest.raises(ValueError, match="style"):
+        write_ade20k(tmp_path, 1, style="photo")
+    with pytest.raises(ValueError, match="multiple of 64"):
+        write_ade20k(tmp_path, 1, size=100, style="pretext")
+    with pytest.raises(ValueError, match="splits"):
+        write_ade20k(tmp_path, 1, size=64, split="extra", style="pretext")
 
 
 def test_corrupt_png_is_named(tmp_path):

@@ -158,6 +158,21 @@ def test_voc_splits_parse_and_synthetic_data_is_written_once(tmp_path):
     assert len(calls) == 2
 
 
+def test_segmentation_scene_style_is_checked_and_keys_the_cache(tmp_path):
+    cfg = tiny_config(tmp_path, "semantic_segmentation")
+    cfg.data.options["style"] = "photo"
+    with pytest.raises(ValueError, match="data.options.style"):
+        task_builders("semantic_segmentation")[1](cfg).prepare_data()
+    cfg.data.options["style"] = "pretext"
+    cfg.model.num_classes = 2
+    data = task_builders("semantic_segmentation")[1](cfg)
+    data.prepare_data()
+    assert json.loads((tmp_path / "synthetic_ade20k" / "synthetic.json").read_text())["style"] == "pretext"
+    data.setup("fit")
+    _, mask = data.train_dataloader().dataset[0]
+    assert set(mask.unique().tolist()) <= {0, 1, 255}
+
+
 def test_quick_segmentation_demo_writes_its_outputs(tmp_path, monkeypatch):
     from monatune.demo import segmentation
     from monatune.demo.runner import run_demo

@@ -40,6 +40,21 @@ def test_synthetic_image_depends_only_on_seed_split_and_index(batch):
         render_synthetic([0], split="nope")
 
 
+def test_masks_mark_the_drawn_objects(batch):
+    images, labels = batch
+    again, labels_again, masks = render_synthetic(range(480), seed=0, with_masks=True)
+    assert np.array_equal(again, images) and np.array_equal(labels_again, labels)  # masks change nothing
+    assert masks.shape == (480, 64, 64) and masks.dtype == np.uint8
+    grey = images.mean(-1)
+    for image, label, mask in zip(grey, labels, masks):
+        shape_value = label // 4 + 1  # shape id + 1; every image shows at least one object
+        assert set(np.unique(mask).tolist()) == {0, shape_value}
+        # objects and background contrast by construction: the mask sits on the drawn objects
+        assert abs(image[mask > 0].mean() - image[mask == 0].mean()) > 40
+    empty = render_synthetic([], with_masks=True)
+    assert [a.shape[0] for a in empty] == [0, 0, 0]
+
+
 def test_synthetic_dataset_items_equal_its_batches():
     ds = SyntheticShapes(10, seed=0, split="val")
     x, y = ds.get_batch([2, 5])

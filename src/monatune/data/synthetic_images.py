@@ -117,16 +117,21 @@ def _texture(texture: int, u: np.ndarray, v: np.ndarray, period: np.ndarray, ang
     return ((np.floor(a) + np.floor(b)) % 2).astype(u.dtype)
 
 
-def render_synthetic(indices: Iterable[int], seed: int = 0, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def render_synthetic(
+    indices: Iterable[int], seed: int = 0, split: str = "train", with_masks: bool = False
+) -> tuple[np.ndarray, ...]:
     """Render images ``indices`` of a split.
 
     Returns (images uint8 (B, 64, 64, 3), labels int64 (B,)); label = shape_id * 4 + texture_id.
+    ``with_masks``: also uint8 (B, 64, 64) semantic masks, 0 = background and shape_id + 1 where an
+    object covers at least half the pixel (later objects paint over earlier ones, as in the image).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     params = [_draw_parameters(seed, _SPLITS[split], int(i)) for i in indices]
     if not params:
-        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8), np.zeros(0, np.int64)
+        empty = (np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8), np.zeros(0, np.int64))
+        return (*empty, np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)) if with_masks else empty
     p = {k: np.stack([q[k] for q in params]) for k in params[0]}
     labels = p["label"].astype(np.int64)
     shape, texture = labels // len(TEXTURES), labels % len(TEXTURES)
@@ -144,6 +149,7 @@ def render_synthetic(indices: Iterable[int], seed: int = 0, split: str = "train"
     noise = up @ p["bg_noise"].astype(f32).transpose(0, 3, 1, 2) @ up.T  # (B, 3, H, W)
     image = image + noise.transpose(0, 2, 3, 1)
 
+    masks = np.zeros((len(params), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     for k in range(MAX_OBJECTS):
         r = p["radius"][:, k, None, None].astype(f32)
         dx, dy = x - p["center"][:, k, 0, None, None].astype(f32), y - p["center"][:, k, 1, None, None].astype(f32)
@@ -162,8 +168,10 @@ def render_synthetic(indices: Iterable[int], seed: int = 0, split: str = "train"
         c0, c1 = p["colors"][:, k, 0, None, None, :].astype(f32), p["colors"][:, k, 1, None, None, :].astype(f32)
         obj = c0 + (c1 - c0) * mix[..., None]
         image = image + (obj - image) * alpha[..., None]
+        masks = np.where(alpha >= 0.5, (shape + 1).astype(np.uint8)[:, None, None], masks)
     image = np.clip(image + p["pixel_noise"].astype(f32), 0, 1)
-    return np.round(image * 255).astype(np.uint8), labels
+    images = np.round(image * 255).astype(np.uint8)
+    return (images, labels, masks) if with_masks else (images, labels)
 
 
 def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:

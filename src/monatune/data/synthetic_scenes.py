@@ -24,6 +24,10 @@ from PIL import Image
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("square", "bar", "disk", "triangle", "diamond")
 ADE_SYNTHETIC_CLASSES: tuple[str, ...] = ("background", *SYNTHETIC_CLASSES)
+# style="pretext": scenes drawn like the embedded backbone's pretraining images, objects vs background
+PRETEXT_ADE_CLASSES: tuple[str, ...] = ("background", "object")
+PRETEXT_SEED_OFFSET = 1000  # the embedded Swin was pretrained on seed 0's images: these are others
+SCENE_STYLES = ("shapes", "pretext")
 COCO_CATEGORY_IDS: tuple[int, ...] = tuple(10 * (k + 1) for k in range(len(SYNTHETIC_CLASSES)))  # gaps, as in COCO
 DIFFICULT_AREA_FRACTION = 0.01  # objects smaller than 1% of the image are marked VOC "difficult"
 
@@ -219,16 +223,45 @@ def write_coco(
     return path
 
 
-def write_ade20k(root: str | Path, n: int, size: int | tuple[int, int] = 128, seed: int = 0, split: str = "training") -> Path:
+def write_ade20k(
+    root: str | Path, n: int, size: int | tuple[int, int] = 128, seed: int = 0, split: str = "training", style: str = "shapes"
+) -> Path:
     """Write ``n`` scenes as ``root/images/<split>/ADE_<train|val>_<i:08d>.jpg`` + ``annotations/<split>/*.png``;
-    returns ``root``. PNG values are class index + 1 (background 1, shapes 2..6; 0 = ignore unused),
-    so the reader's zero-label reduction gives 0 = background and k = ``SYNTHETIC_CLASSES[k - 1]``
-    (``ADE_SYNTHETIC_CLASSES``, 6 classes)."""
+    returns ``root``. PNG values are class index + 1 (background 1, classes from 2; 0 = ignore unused),
+    so the reader's zero-label reduction gives 0 = background.
+
+    ``style="shapes"``: the scenes above, classes ``ADE_SYNTHETIC_CLASSES`` (6).
+    ``style="pretext"``: images drawn by the embedded backbone's pretraining renderer
+    (``synthetic_images.render_synthetic``, seed + ``PRETEXT_SEED_OFFSET``, split "training" -> "train",
+    "validation" -> "val"), scaled up by pixel repetition to ``size`` (a multiple of 64); classes
+    ``PRETEXT_ADE_CLASSES`` (background, object). The small embedded Swin encodes these scenes (a
+    linear probe on its stage-1 features separates objects from background), not the "shapes" ones.
+    """
+    if style not in SCENE_STYLES:
+        raise ValueError(f"style must be one of {SCENE_STYLES}, got {style!r}")
     root = Path(root)
     short = {"training": "train", "validation": "val"}.get(split, split)
     (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
-    for i, scene in enumerate(_scenes(n, size, seed, split)):
+    if style == "pretext":
+        pairs = _pretext_scenes(n, size, seed, short)
+    else:
+        pairs = ((scene.image, scene.semantic_mask) for scene in _scenes(n, size, seed, split))
+    for i, (image, semantic) in enumerate(pairs):
         stem = f"ADE_{short}_{i + 1:08d}"
-        _save_jpeg(scene.image, root / "images" / split / f"{stem}.jpg")
-        Image.fromarray(scene.semantic_mask + 1).save(root / "annotations" / split / f"{stem}.png")
+        _save_jpeg(image, root / "images" / split / f"{stem}.jpg")
+        Image.fromarray(semantic + 1).save(root / "annotations" / split / f"{stem}.png")
     return root
+
+
+def _pretext_scenes(n: int, size: int | tuple[int, int], seed: int, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image (S, S, 3) uint8, mask (S, S) uint8 0/1) pairs in the pretraining images' style."""
+    from monatune.data.synthetic_images import IMAGE_SIZE, render_synthetic
+
+    side = size if isinstance(size, int) else size[0]
+    if (side, side) != ((size, size) if isinstance(size, int) else tuple(size)) or side % IMAGE_SIZE:
+        raise ValueError(f"style='pretext' needs a square size that is a multiple of {IMAGE_SIZE}, got {size}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"style='pretext' has splits training/validation/test, got {split!r}")
+    images, _, masks = render_synthetic(range(n), seed + PRETEXT_SEED_OFFSET, split, with_masks=True)
+    k = side // IMAGE_SIZE
+    return [(im.repeat(k, 0).repeat(k, 1), (m > 0).astype(np.uint8).repeat(k, 0).repeat(k, 1)) for im, m in zip(images, masks)]

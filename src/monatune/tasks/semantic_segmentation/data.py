@@ -5,7 +5,8 @@ splits ``training`` / ``validation``) or ``synthetic_ade20k`` (scenes of 6 class
 written to ``root`` first). ``cfg.data.options``: ``scale`` [long, short] (2048, 512) and
 ``ratio_range`` (0.5, 2.0) of the training resize, ``crop_size`` (512), ``cat_max_ratio`` (0.75),
 ``flip_prob`` (0.5), ``photometric`` (true), ``test_scale`` (= ``scale``), ``reduce_zero_label`` (true);
-synthetic only: ``num_train_images``, ``num_val_images``, ``seed``.
+synthetic only: ``num_train_images``, ``num_val_images``, ``seed``, ``style`` ("shapes": 6 classes,
+or "pretext": background/object scenes drawn like the embedded backbone's pretraining images).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset
 
 from monatune.data.ade20k import ADE20KSegmentation
 from monatune.data.dense_transforms import semantic_eval_transforms, semantic_train_transforms
-from monatune.data.synthetic_scenes import write_ade20k
+from monatune.data.synthetic_scenes import SCENE_STYLES, write_ade20k
 from monatune.tasks.detection.data import DenseDataModule, ensure_synthetic, list_collate, require_root, synthetic_params
 
 DATASETS = ("ade20k", "synthetic_ade20k")
@@ -42,10 +43,13 @@ class SemanticSegmentationData(DenseDataModule):
             raise ValueError(f"data.dataset: {d.dataset!r} is not a semantic segmentation dataset; valid: {', '.join(DATASETS)}")
         if d.dataset == "synthetic_ade20k":
             params = synthetic_params(self.cfg, (d.train_split, d.val_split))
+            params["style"] = style = d.options.get("style", "shapes")
+            if style not in SCENE_STYLES:
+                raise ValueError(f"data.options.style: {style!r} is not a scene style; valid: {', '.join(SCENE_STYLES)}")
 
             def write(root: Path) -> None:
                 for split, n in params["splits"].items():
-                    write_ade20k(root, n, d.image_size, params["seed"], split=split)
+                    write_ade20k(root, n, d.image_size, params["seed"], split=split, style=style)
 
             ensure_synthetic(require_root(self.cfg), params, write)
 
