@@ -45,3 +45,16 @@ def test_inference_and_module_benchmarks_run(bench):
     shape = next(iter(mona_module.TINY.values()))
     summary = mona_module.run_shape(shape, cycles=2)["summary"]
     assert {"infer_plain_over_fused", "train_plain_over_fast", "train_fast_min"} <= set(summary)
+
+
+def test_gpu_script_runs_on_the_cpu(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(BENCH))
+    out = tmp_path / "gpu.json"
+    results = gpu.main(["--device", "cpu", "--settings", "tiny", "--amp", "none", "--steps", "1", "--cycles", "1", "--out", str(out)])
+    summary = results["settings"]["tiny"]["summary"]
+    assert summary["train_x_full"]["full"] == 1.0 and set(summary["infer_x_swin"]) == {"swin", "mona_plain", "mona_fused"}
+    assert out.is_file() and "tiny" in out.with_suffix(".md").read_text()
