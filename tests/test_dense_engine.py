@@ -202,3 +202,26 @@ def test_paper_configs_match_their_generator():
             assert (cfg.task, cfg.model.method) == (task, method)
     mona, lora = (load_config(root / "configs/paper/semantic_segmentation/ade20k_upernet_swin_l_160k" / f"{m}.yaml") for m in ("mona", "lora"))
     assert (mona.optim.lr, mona.model.drop_path_rate, lora.optim.lr, lora.model.drop_path_rate) == (3e-4, 0.2, 6e-5, 0.3)
+
+
+def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from monatune.tasks.detection.module import gather_objects
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        gathered = gather_objects({"rank": rank, "records": [rank] * (rank + 1)})
+        Path(out_dir, f"{rank}.json").write_text(json.dumps(gathered))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_eval_records_are_gathered_from_every_rank(tmp_path):
+    """Under DDP each rank evaluates its own images; VOC mAP is computed on all ranks' records."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gather_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    expected = [{"rank": 0, "records": [0]}, {"rank": 1, "records": [1, 1]}]
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"{rank}.json").read_text()) == expected
