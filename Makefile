@@ -28,5 +28,8 @@ demo: $(STAMP)
 params: $(STAMP)
 	$(BIN)/monatune params --backbone swin_base_patch4_window7_224 --dense
 
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py --out-dir bench/results
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
