@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from harness import SETTINGS, Setting, build_model, loss_fn, machine, make_batch, median, public_form  # noqa: E402
+from harness import SETTINGS, Setting, build_model, machine, make_batch, median, public_form  # noqa: E402
+from train_step import build_trainer  # noqa: E402
 
 GPU_SETTINGS = {
     "swin_t_224": SETTINGS["swin_t_224"],
@@ -56,34 +57,6 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def make_stepper(base, heads, method: str, setting: Setting, device: torch.device, amp: str):
-    """(model, step) for ``method`` on a copy of ``base`` on ``device``."""
-    import monatune
-
-    model = copy.deepcopy(base)
-    monatune.apply(model, "mona" if method == "mona_plain" else method, train_modules=heads)
-    if method == "mona_plain":
-        public_form(model)
-    model = model.to(device).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.05)
-    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
-    images, labels = (t.to(device) for t in make_batch(setting))
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=AMP[amp], enabled=AMP[amp] is not None):
-            loss = loss_fn(model(images), labels)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-
-    return model, step
-
-
 def timed(fn, device: torch.device) -> float:
     _sync(device)
     start = time.perf_counter()
@@ -100,13 +73,13 @@ def run_setting(setting: Setting, device: torch.device, amp: str, steps: int, cy
     result: dict = {"memory_mb": {}, "train_s": {}, "infer_s": {}}
     for method in TRAIN_METHODS:  # memory: one model at a time
         _reset_peak(device)
-        model, step = make_stepper(base, heads, method, setting, device, amp)
+        model, step = build_trainer(base, heads, method, setting, device, AMP[amp])
         for _ in range(2):
             step()
         _sync(device)
         result["memory_mb"][method] = _peak_mb(device)
         del model, step
-    steppers = {m: make_stepper(base, heads, m, setting, device, amp)[1] for m in TRAIN_METHODS}
+    steppers = {m: build_trainer(base, heads, m, setting, device, AMP[amp])[1] for m in TRAIN_METHODS}
     for i in range(steps + 1):  # in turn; cycle 0 warms up
         for method, step in steppers.items():
             t = timed(step, device)

@@ -35,8 +35,9 @@ from harness import (  # noqa: E402
 EXTRA_METHODS = ("mona_plain", "mona_ckpt")
 
 
-def build_trainer(base, heads, method: str, setting):
-    """(model, step function) for ``method`` on a copy of ``base``."""
+def build_trainer(base, heads, method: str, setting, device: str = "cpu", amp_dtype=None):
+    """(model, step function) for ``method`` on a copy of ``base``, on ``device``; with ``amp_dtype``
+    the forward and loss run under ``torch.autocast`` (float16 adds a GradScaler)."""
     import torch
 
     import monatune
@@ -48,14 +49,22 @@ def build_trainer(base, heads, method: str, setting):
         public_form(model)
     if method == "mona_ckpt":
         checkpoint_blocks(model)
+    model = model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.05)
-    images, labels = make_batch(setting)
-    model.train()
+    scaler = torch.amp.GradScaler(torch.device(device).type) if amp_dtype == torch.float16 else None
+    images, labels = (t.to(device) for t in make_batch(setting))
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(images), labels).backward()
-        opt.step()
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = loss_fn(model(images), labels)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
     return model, step
 

@@ -104,6 +104,8 @@ def test_build_oriented_model_with_a_method_tunes_the_whole_detector():
         "rotated_retinanet", "swin_nano_synthetic", 3, method="mona", **SMALL["rotated_retinanet"]
     )
     assert monatune.tuning_state(model)["method"] == "mona"
+    with pytest.raises(ValueError, match="no .backbone"):
+        apply_with_heads(torch.nn.Linear(2, 2), "mona")
     heads = [n for n, _ in model.named_children() if n != "backbone"]
     for pname, param in model.named_parameters():
         assert param.requires_grad == (pname.split(".")[0] in heads or ".mona" in pname), pname

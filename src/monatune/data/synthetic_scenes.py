@@ -257,11 +257,11 @@ def _pretext_scenes(n: int, size: int | tuple[int, int], seed: int, split: str) 
     """(image (S, S, 3) uint8, mask (S, S) uint8 0/1) pairs in the pretraining images' style."""
     from monatune.data.synthetic_images import IMAGE_SIZE, render_synthetic
 
-    side = size if isinstance(size, int) else size[0]
-    if (side, side) != ((size, size) if isinstance(size, int) else tuple(size)) or side % IMAGE_SIZE:
+    height, width = (size, size) if isinstance(size, int) else size
+    if height != width or height % IMAGE_SIZE:
         raise ValueError(f"style='pretext' needs a square size that is a multiple of {IMAGE_SIZE}, got {size}")
     if split not in ("train", "val", "test"):
         raise ValueError(f"style='pretext' has splits training/validation/test, got {split!r}")
     images, _, masks = render_synthetic(range(n), seed + PRETEXT_SEED_OFFSET, split, with_masks=True)
-    k = side // IMAGE_SIZE
+    k = height // IMAGE_SIZE
     return [(im.repeat(k, 0).repeat(k, 1), (m > 0).astype(np.uint8).repeat(k, 0).repeat(k, 1)) for im, m in zip(images, masks)]

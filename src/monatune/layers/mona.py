@@ -8,9 +8,11 @@ Two exact forms compute the same function (SPEC §1), chosen by the module attri
 - ``"fast"`` (default): the three averaged depthwise convs plus identity run as one 7x7 depthwise
   conv whose kernel is composed on the fly (mean of the zero-padded kernels + 1 at the centre tap),
   the 1x1 projector plus identity as one matmul with W + I, all channels-last (no permute copies).
-  In training a hand-written autograd function keeps only x, the LN statistics, z1 (the n-wide
-  project1 output) and a byte dropout mask; backward recomputes LN(x), the conv, the projector and
-  gelu from them bit-identically. The public code's form keeps about 2.5x as much.
+  In training a hand-written autograd function keeps only the output y (which the next LayerNorm
+  keeps anyway), the LN statistics, z1 (the n-wide project1 output) and a byte dropout mask;
+  backward recomputes the conv, the projector, gelu and project2 bit-identically, recovers
+  x = y - project2(...) up to one rounding, and LN(x) from it. Inside a Swin stage it adds no
+  stream-wide saved tensor; the public code's form keeps about 5 stream-sized maps per module.
 - ``"plain"``: SPEC §1 literally (three convs, NCHW views); the reference for tests and benchmarks.
 
 ``monatune.fuse`` caches the composed tensors once for inference (``fused`` below).
@@ -314,7 +316,7 @@ def _nchw(t: torch.Tensor, bsz: int, h: int, w: int) -> torch.Tensor:
 
 
 class _MonaFunction(torch.autograd.Function):
-    """Fast-form training step: keeps x, LN stats, z1 and a byte mask; recomputes the rest in backward."""
+    """Fast-form training step: keeps y, LN stats, z1 and a byte mask; recomputes the rest in backward."""
 
     @staticmethod
     def forward(ctx, x, eps, p, dtype, *weights):  # noqa: D401 - autograd API
