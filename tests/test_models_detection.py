@@ -2,55 +2,24 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from timm.models.swin_transformer import SwinTransformer
 
-import monatune
 from monatune.backbones import TimmDenseSwin
-from monatune.layers.mona import Mona
 from monatune.tasks.detection import build_retinanet
 
+from dense_model_helpers import assert_mona_trains_only_mona_in_the_backbone, finite_loss_history, scene_batch, tiny_dense_swin
+
 NUM_CLASSES = 3
-COLORS = {1: (0.9, 0.1, 0.1), 2: (0.1, 0.9, 0.1), 3: (0.1, 0.1, 0.9)}
-# (height, width), [(label, shape, (x1, y1, x2, y2))]
-SCENES = [
-    ((96, 128), [(1, "rect", (8, 10, 56, 60)), (2, "ellipse", (64, 30, 120, 90))]),
-    ((112, 96), [(3, "rect", (10, 50, 60, 104)), (2, "ellipse", (40, 4, 92, 48))]),
-]
 
 
-def tiny_backbone(out_indices=(1, 2, 3)) -> TimmDenseSwin:
-    swin = SwinTransformer(
-        img_size=64, patch_size=4, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
-        num_classes=0, strict_img_size=False, always_partition=True, drop_path_rate=0.0,
-    )  # fmt: skip
-    return TimmDenseSwin(swin, out_indices=out_indices)
+def tiny_backbone() -> TimmDenseSwin:
+    return tiny_dense_swin(out_indices=(1, 2, 3))
 
 
 def synthetic_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Two images of coloured rectangles/ellipses on a noisy grey background, with boxes and labels."""
-    gen = torch.Generator().manual_seed(0)
-    images, targets = [], []
-    for (h, w), objects in SCENES:
-        image = 0.3 + 0.1 * torch.rand(3, h, w, generator=gen)
-        yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-        for label, shape, (x1, y1, x2, y2) in objects:
-            if shape == "rect":
-                inside = (xx >= x1) & (xx < x2) & (yy >= y1) & (yy < y2)
-            else:
-                inside = ((2 * xx - x1 - x2) / (x2 - x1)) ** 2 + ((2 * yy - y1 - y2) / (y2 - y1)) ** 2 <= 1
-            image[:, inside] = torch.tensor(COLORS[label]).view(3, 1)
-        images.append(image)
-        targets.append(
-            {
-                "boxes": torch.tensor([o[2] for o in objects], dtype=torch.float32),
-                "labels": torch.tensor([o[0] for o in objects], dtype=torch.int64),
-            }
-        )
-    return images, targets
+    return scene_batch(with_masks=False)
 
 
 def tiny_retinanet(**kwargs):
@@ -107,17 +76,7 @@ def test_min_size_none_keeps_the_input_size():
 
 
 def test_a_few_steps_lower_the_loss():
-    model = tiny_retinanet().train()
-    images, targets = synthetic_batch()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
-    history = []
-    for _ in range(14):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-    assert all(math.isfinite(v) for v in history)
+    history = finite_loss_history(tiny_retinanet().train(), *synthetic_batch(), steps=14, lr=3e-4)
     assert min(history[-3:]) < 0.9 * history[0], history
 
 
@@ -132,16 +91,4 @@ def test_background_only_image_and_bad_labels():
 
 
 def test_mona_backbone_trains_only_mona_neck_and_head():
-    model = tiny_retinanet().train()
-    monatune.apply(model.backbone, "mona")
-    mona_params = {id(p) for m in model.backbone.modules() if isinstance(m, Mona) for p in m.parameters()}
-    assert mona_params
-    for p in model.backbone.parameters():
-        assert p.requires_grad == (id(p) in mona_params)
-    for name, p in model.named_parameters():
-        assert name.startswith("backbone.") or p.requires_grad, name
-    images, targets = synthetic_batch()
-    sum(model(images, targets).values()).backward()
-    for name, p in model.named_parameters():
-        assert (p.grad is not None) == p.requires_grad, name
-    assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters() if p.requires_grad)
+    assert_mona_trains_only_mona_in_the_backbone(tiny_retinanet().train(), *synthetic_batch())

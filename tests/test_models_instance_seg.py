@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
-from timm.models.swin_transformer import SwinTransformer
 
-import monatune
 from monatune.backbones import TimmDenseSwin
-from monatune.layers.mona import Mona
 from monatune.tasks.instance_segmentation import build_cascade_mask_rcnn, build_mask_rcnn
 
+from dense_model_helpers import assert_mona_trains_only_mona_in_the_backbone, finite_loss_history, scene_batch, tiny_dense_swin
+
 NUM_CLASSES = 3
-COLORS = {1: (0.9, 0.1, 0.1), 2: (0.1, 0.9, 0.1), 3: (0.1, 0.1, 0.9)}
-SCENES = [  # (height, width), [(label, shape, (x1, y1, x2, y2))]
-    ((96, 128), [(1, "rect", (8, 10, 56, 60)), (2, "ellipse", (64, 30, 120, 90))]),
-    ((112, 96), [(3, "rect", (10, 50, 60, 104)), (2, "ellipse", (40, 4, 92, 48))]),
-]
 # Paper-scale heads are far too slow on one CPU thread; the structure is the same.
 SMALL = dict(
     min_size=96, max_size=128, fpn_channels=32, mask_channels=16, box_fc_channels=64, box_batch_size_per_image=64,
@@ -28,37 +20,12 @@ SMALL = dict(
 
 
 def tiny_backbone() -> TimmDenseSwin:
-    swin = SwinTransformer(
-        img_size=64, patch_size=4, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
-        num_classes=0, strict_img_size=False, always_partition=True, drop_path_rate=0.0,
-    )  # fmt: skip
-    return TimmDenseSwin(swin, out_indices=(0, 1, 2, 3))
+    return tiny_dense_swin(out_indices=(0, 1, 2, 3))
 
 
 def synthetic_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Two images of coloured rectangles/ellipses with boxes, labels and (N, H, W) uint8 masks."""
-    gen = torch.Generator().manual_seed(0)
-    images, targets = [], []
-    for (h, w), objects in SCENES:
-        image = 0.3 + 0.1 * torch.rand(3, h, w, generator=gen)
-        yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-        masks = []
-        for label, shape, (x1, y1, x2, y2) in objects:
-            if shape == "rect":
-                inside = (xx >= x1) & (xx < x2) & (yy >= y1) & (yy < y2)
-            else:
-                inside = ((2 * xx - x1 - x2) / (x2 - x1)) ** 2 + ((2 * yy - y1 - y2) / (y2 - y1)) ** 2 <= 1
-            image[:, inside] = torch.tensor(COLORS[label]).view(3, 1)
-            masks.append(inside.to(torch.uint8))
-        images.append(image)
-        targets.append(
-            {
-                "boxes": torch.tensor([o[2] for o in objects], dtype=torch.float32),
-                "labels": torch.tensor([o[0] for o in objects], dtype=torch.int64),
-                "masks": torch.stack(masks),
-            }
-        )
-    return images, targets
+    return scene_batch(with_masks=True)
 
 
 def tiny_cascade(**kwargs):
@@ -146,17 +113,7 @@ def test_cascade_scores_average_the_stage_logits():
 
 @pytest.mark.parametrize("build", [tiny_cascade, tiny_mask_rcnn])
 def test_a_few_steps_lower_the_loss(build):
-    model = build().train()
-    images, targets = synthetic_batch()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
-    history = []
-    for _ in range(10):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-    assert all(math.isfinite(v) for v in history)
+    history = finite_loss_history(build().train(), *synthetic_batch(), steps=10, lr=3e-4)
     # RoI sampling is random: compare averages, not single steps.
     assert sum(history[-3:]) < 0.95 * sum(history[:3]), history
 
@@ -174,16 +131,4 @@ def test_image_without_objects_trains():
 
 
 def test_mona_backbone_trains_only_mona_neck_and_heads():
-    model = tiny_cascade().train()
-    monatune.apply(model.backbone, "mona")
-    mona_params = {id(p) for m in model.backbone.modules() if isinstance(m, Mona) for p in m.parameters()}
-    assert mona_params
-    for p in model.backbone.parameters():
-        assert p.requires_grad == (id(p) in mona_params)
-    for name, p in model.named_parameters():
-        assert name.startswith("backbone.") or p.requires_grad, name
-    images, targets = synthetic_batch()
-    sum(model(images, targets).values()).backward()
-    for name, p in model.named_parameters():
-        assert (p.grad is not None) == p.requires_grad, name
-    assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters() if p.requires_grad)
+    assert_mona_trains_only_mona_in_the_backbone(tiny_cascade().train(), *synthetic_batch())

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from timm.models.swin_transformer import SwinTransformer
 
-import monatune
 from monatune.backbones import TimmDenseSwin
-from monatune.layers.mona import Mona
 from monatune.tasks.semantic_segmentation import build_upernet
+
+from dense_model_helpers import assert_mona_trains_only_mona_in_the_backbone, finite_loss_history, tiny_dense_swin
 
 NUM_CLASSES = 4
 COLORS = torch.tensor([(0.4, 0.4, 0.4), (0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9)])
 
 
 def tiny_backbone() -> TimmDenseSwin:
-    swin = SwinTransformer(
-        img_size=64, patch_size=4, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
-        num_classes=0, strict_img_size=False, always_partition=True, drop_path_rate=0.0,
-    )  # fmt: skip
-    return TimmDenseSwin(swin, out_indices=(0, 1, 2, 3))
+    return tiny_dense_swin(out_indices=(0, 1, 2, 3))
 
 
 def tiny_upernet(**kwargs):
@@ -90,31 +83,9 @@ def test_ignored_pixels_do_not_count():
 
 
 def test_a_few_steps_lower_the_loss():
-    model = tiny_upernet().train()
-    images, masks = synthetic_batch()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    history = []
-    for _ in range(10):
-        loss = sum(model(images, masks).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-    assert all(math.isfinite(v) for v in history)
+    history = finite_loss_history(tiny_upernet().train(), *synthetic_batch(), steps=10, lr=3e-3)
     assert history[-1] < 0.85 * history[0], history
 
 
 def test_mona_backbone_trains_only_mona_and_heads():
-    model = tiny_upernet().train()
-    monatune.apply(model.backbone, "mona")
-    mona_params = {id(p) for m in model.backbone.modules() if isinstance(m, Mona) for p in m.parameters()}
-    assert mona_params
-    for p in model.backbone.parameters():
-        assert p.requires_grad == (id(p) in mona_params)
-    for name, p in model.named_parameters():
-        assert name.startswith("backbone.") or p.requires_grad, name
-    images, masks = synthetic_batch()
-    sum(model(images, masks).values()).backward()
-    for name, p in model.named_parameters():
-        assert (p.grad is not None) == p.requires_grad, name
-    assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters() if p.requires_grad)
+    assert_mona_trains_only_mona_in_the_backbone(tiny_upernet().train(), *synthetic_batch())

@@ -14,12 +14,14 @@ import torch
 from torch import nn
 
 from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
-from monatune.engine.config import load_config, parse_config
+from monatune.engine.config import load_config
 from monatune.engine.run import task_builders
 from monatune.engine.trainer import build_trainer
 from monatune.tasks.oriented import evaluate_dota, polygons_to_boxes, read_task1_submission
 from monatune.tasks.oriented.module import OrientedModule
 from monatune.tasks.oriented.patches import parse_patch_name
+
+from engine_helpers import fit_checking_only_mona_and_heads_train, tiny_task_config
 
 REPO = Path(__file__).resolve().parents[1]
 HEADS = {
@@ -32,40 +34,18 @@ HEADS = {
 
 def tiny_config(tmp_path: Path, head: str = "rotated_retinanet", method: str = "mona", dataset: str = "synthetic_dota", **trainer):
     """96-px synthetic images cut into 64-px patches with overlap 32 (four per image)."""
-    return parse_config(
-        {
-            "task": "oriented",
-            "model": {"backbone": "swin_nano_synthetic", "method": method, "num_classes": 3, "drop_path_rate": 0.0,
-                      "head": head, "head_options": HEADS[head]},
-            "data": {"dataset": dataset, "root": str(tmp_path / "data"), "train_split": "train", "val_split": "val",
-                     "test_split": "val", "image_size": 64, "batch_size": 2, "num_workers": 0,
-                     "options": {"num_train_images": 4, "num_val_images": 2, "seed": 0, "synthetic_image_size": 96,
-                                 "patch_size": 64, "overlap": 32, "classes": list(SYNTHETIC_CLASSES)}},
-            "optim": {"lr": 1e-3, "schedule": "constant"},
-            "trainer": {"max_epochs": 1, "out_dir": str(tmp_path / "run"), "accelerator": "cpu", "devices": 1,
-                        "progress_bar": False, **trainer},
-        }
-    )  # fmt: skip
+    data = {"dataset": dataset, "root": str(tmp_path / "data"), "train_split": "train", "val_split": "val",
+            "test_split": "val", "image_size": 64,
+            "options": {"num_train_images": 4, "num_val_images": 2, "seed": 0, "synthetic_image_size": 96,
+                        "patch_size": 64, "overlap": 32, "classes": list(SYNTHETIC_CLASSES)}}  # fmt: skip
+    return tiny_task_config(tmp_path, "oriented", head, HEADS[head], 3, method, data, **trainer)
 
 
 @pytest.mark.parametrize("head", list(HEADS))
 def test_a_short_fit_trains_the_method_and_heads_and_logs_a_finite_map(tmp_path, head):
-    cfg = tiny_config(tmp_path, head, limit_train_batches=2)
-    build_module, build_data = task_builders("oriented")
-    module, data = build_module(cfg), build_data(cfg)
-    model = module.model
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = build_trainer(cfg, checkpoints=False, logging=False)
-    trainer.fit(module, datamodule=data)
-
+    trainer = fit_checking_only_mona_and_heads_train(tiny_config(tmp_path, head, limit_train_batches=2))
     assert trainer.global_step == 2
     assert math.isfinite(float(trainer.callback_metrics["val/map"]))
-    # The backbone trains only Mona's modules; the FPN and heads train fully.
-    for name, param in model.named_parameters():
-        assert param.requires_grad == (not name.startswith("backbone.") or ".mona" in name), name
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
-    assert changed and all(model.get_parameter(n).requires_grad for n in changed)
-    assert any(n.startswith("backbone.") for n in changed)
     # the split wrote four overlapping patches per image, named as the DOTA devkit names them
     patches = sorted(p.stem for p in (tmp_path / "data" / "patches_64_32" / "val" / "images").iterdir())
     assert len(patches) == 8 and {parse_patch_name(p)[1:] for p in patches} == {(0, 0), (32, 0), (0, 32), (32, 32)}
