@@ -168,3 +168,16 @@ def machine() -> dict[str, object]:
         "timm": timm.__version__,
         "python": platform.python_version(),
     }
+
+
+def finish(results: dict, out: "os.PathLike[str] | None", table: str) -> dict:
+    """End of a benchmark script: note the load after the run, write ``results`` as JSON to
+    ``out`` (if given), print the markdown ``table``; returns ``results``."""
+    import json
+    from pathlib import Path
+
+    results["machine"]["load_avg_after"] = machine()["load_avg_1_5_15"]
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1))
+    print(table)
+    return results

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from harness import SETTINGS, Setting, build_model, machine, make_batch, median, public_form, time_calls  # noqa: E402
+from harness import (  # noqa: E402
+    SETTINGS, Setting, build_model, finish, machine, make_batch, median, public_form, time_calls,
+)  # fmt: skip
 
 VARIANTS = ("swin", "mona_plain", "mona_fast", "mona_fused")
 
@@ -80,11 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["settings"][key] = run_setting(setting, batch, args.cycles)
             print(f"[{key}] " + ", ".join(f"{k} {v['latency_s'] * 1e3:.1f} ms ({v['x_swin']:.2f}x)"
                   for k, v in results["settings"][key]["summary"].items()), file=sys.stderr, flush=True)  # fmt: skip
-    results["machine"]["load_avg_after"] = machine()["load_avg_1_5_15"]
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
-    print(format_table(results))
-    return results
+    return finish(results, args.out, format_table(results))
 
 
 def format_table(results: dict) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from harness import machine, median, public_form, time_calls  # noqa: E402
+from harness import finish, machine, median, public_form, time_calls  # noqa: E402
 
 # name -> (B, H, W, C, number of such Monas in the model)
 SHAPES = {
@@ -105,11 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
             key: sum(results["shapes"][k]["summary"][key] * SHAPES[k][4] for k in SWIN_T)
             for key in ("infer_plain", "infer_fast", "infer_fused", "train_plain", "train_fast")
         }
-    results["machine"]["load_avg_after"] = machine()["load_avg_1_5_15"]
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
-    print(format_table(results))
-    return results
+    return finish(results, args.out, format_table(results))
 
 
 def format_table(results: dict) -> str:

@@ -2,8 +2,9 @@
 
     OMP_WAIT_POLICY=PASSIVE python bench/run_all.py --out-dir bench/results
 
-Order: the Mona module alone, inference latency, then training step time and memory of every
-method (one subprocess per measurement). Each part interleaves its own comparisons. Pass
+Order: the Mona module alone, inference latency, training step time and memory of every method
+(one subprocess per measurement), then the arithmetic floors (``arithmetic.py``: FLOPs counted,
+no timing). Each part interleaves its own comparisons. Pass
 ``--quick`` for a smoke run on the tiny setting (seconds, numbers meaningless).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import arithmetic  # noqa: E402
 import inference  # noqa: E402
 import mona_module  # noqa: E402
 import train_step  # noqa: E402
@@ -37,12 +39,14 @@ def main(argv: list[str] | None = None) -> Path:
         infer = inference.main(["--settings", "tiny", "--cycles", "2", "--threads", t])
         train = train_step.main(["--settings", "tiny", "--methods", "full", "mona", "--steps", "1",
                                  "--warmup", "0", "--threads", t])  # fmt: skip
+        floors = arithmetic.main(["--settings", "tiny", "--threads", t], train_results=train)
     else:
         module = mona_module.main(["--threads", t])
         infer = inference.main(["--threads", t])
         train = train_step.main(["--threads", t])
+        floors = arithmetic.main(["--threads", t], train_results=train)
     report = {"machine": machine(), "command": " ".join(sys.argv), "wall_s": time.time() - start,
-              "mona_module": module, "inference": infer, "train_step": train}  # fmt: skip
+              "mona_module": module, "inference": infer, "train_step": train, "arithmetic": floors}  # fmt: skip
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path = args.out_dir / f"bench-{stamp}.json"
     json_path.write_text(json.dumps(report, indent=1))
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
         "\n## Mona module alone\n", mona_module.format_table(module),
         "\n## Inference latency\n", inference.format_table(infer),
         "\n## Training step\n", train_step.format_table(train),
+        "\n## Arithmetic floors (Mona at the backbone's FLOP efficiency)\n", arithmetic.format_table(floors),
     ]  # fmt: skip
     md_path = json_path.with_suffix(".md")
     md_path.write_text("\n".join(md) + "\n")

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
-    SETTINGS, build_model, current_rss_mb, loss_fn, machine, make_batch, median, peak_rss_mb, public_form,
+    SETTINGS, build_model, current_rss_mb, finish, loss_fn, machine, make_batch, median, peak_rss_mb, public_form,
     saved_activation_mb,
 )  # fmt: skip
 
@@ -165,11 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[{setting}] " + ", ".join(f"{m} {median(t):.3f} s" for m, t in times[-1].items()),
                   file=sys.stderr, flush=True)  # fmt: skip
         results["settings"][setting] = {"memory": memory, "times": times, "summary": summarize(memory, times)}
-    results["machine"]["load_avg_after"] = machine()["load_avg_1_5_15"]
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
-    print(format_table(results))
-    return results
+    return finish(results, args.out, format_table(results))
 
 
 def summarize(memory: dict[str, dict], times: list[dict[str, list[float]]]) -> dict[str, dict]:

@@ -58,3 +58,43 @@ def test_gpu_script_runs_on_the_cpu(tmp_path):
     summary = results["settings"]["tiny"]["summary"]
     assert summary["train_x_full"]["full"] == 1.0 and set(summary["infer_x_swin"]) == {"swin", "mona_plain", "mona_fused"}
     assert out.is_file() and "tiny" in out.with_suffix(".md").read_text()
+
+
+def test_flop_count_of_a_depthwise_conv_step_is_three_forwards(bench):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import arithmetic
+    finally:
+        sys.path.remove(str(BENCH))
+    import torch
+
+    conv = torch.nn.Conv2d(64, 64, 7, padding=3, groups=64)
+    x = torch.randn(2, 64, 12, 12, requires_grad=True)
+    forward = 2 * 2 * 12 * 12 * 64 * 49  # multiply-adds of every output position, x2
+    assert arithmetic.counted_flops(lambda: conv(x)) == forward
+    # grad-input and grad-weight each cost one forward (torch's own formula counts the grouped
+    # weight gradient 64x too high)
+    assert arithmetic.counted_flops(lambda: conv(x).sum().backward()) == 3 * forward
+    x.requires_grad_(False)
+    assert arithmetic.counted_flops(lambda: conv(x).sum().backward()) == 2 * forward
+
+
+def test_arithmetic_floors(bench):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import arithmetic
+    finally:
+        sys.path.remove(str(BENCH))
+    setting = bench[0].SETTINGS["tiny"]
+    train = arithmetic.training_flops(setting, ("full", "normtuning", "mona"))
+    # a frozen backbone skips the weight gradients: about 2 of full's 3 forward-equivalents
+    assert 0.6 < train["normtuning"] / train["full"] < 0.75
+    assert train["mona"] > train["normtuning"]
+    infer = arithmetic.inference_flops(setting)
+    assert infer["mona_fused"] > infer["swin"] > 0
+    report = {"settings": {"tiny": {"summary": {"normtuning": {"time_vs_full": 0.7}}}}}
+    floors = arithmetic.floors(infer, train, arithmetic.measured_normtuning(report, "tiny"))
+    expected = 0.7 + (train["mona"] - train["normtuning"]) / train["full"]
+    assert floors["train_mona_x_full_given_measured_normtuning"] == pytest.approx(expected)
+    assert floors["inference_fused_x_swin"] == infer["mona_fused"] / infer["swin"]
+    assert arithmetic.floors(infer, train, None)["train_mona_x_full_given_measured_normtuning"] is None
