@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from monatune.demo.runner import DemoTask
+from monatune.demo.runner import dense_demo_task
 from monatune.engine.config import ExperimentConfig, parse_config
 from monatune.tasks.detection.engine import builders
 
@@ -50,11 +50,12 @@ def demo_config(
 
 
 def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
+    setting = QUICK if quick else FULL
     return demo_config(
         "detection",
         method,
         out_dir,
-        QUICK if quick else FULL,
+        setting,
         model={
             "num_classes": 5,
             "head": "retinanet",
@@ -70,20 +71,16 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
         },
         # One recipe for every method (AdamW, step decay for the last quarter, short warmup); a higher
         # lr than the paper's because the FPN and head start from scratch on a tiny set.
-        optim={"lr": 1e-3, "weight_decay": 0.05, "schedule": "step", "milestones": [0.75 * (QUICK if quick else FULL)["epochs"]],
+        optim={"lr": 1e-3, "weight_decay": 0.05, "schedule": "step", "milestones": [0.75 * setting["epochs"]],
                "warmup_steps": 20, "warmup_ratio": 0.1, "grad_clip": 10.0},  # fmt: skip
     )
 
 
-_build_module, _build_data = builders()
-
-DEMO = DemoTask(
+DEMO = dense_demo_task(
     name="detection",
     metric_key="val/map",
     metric_label="VOC07 mAP (%)",
     make_config=make_config,
-    make_module=_build_module,
-    make_data=_build_data,
-    backbone_of=lambda model: model.backbone,
+    task_builders=builders(),
     description="embedded Swin -> RetinaNet on synthetic VOC-layout shape scenes, 5 classes",
 )

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from monatune.demo.detection import demo_config
-from monatune.demo.runner import DemoTask
+from monatune.demo.runner import dense_demo_task
 from monatune.engine.config import ExperimentConfig
-from monatune.tasks.oriented.datamodule import OrientedData
 from monatune.tasks.oriented.engine import builders
 
 PATCH_SIZE = 128
@@ -54,24 +53,11 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
     )
 
 
-_build_module, _build_data = builders()
-
-
-def make_data(cfg: ExperimentConfig) -> OrientedData:
-    """The data module with its files already written and split (the demo is one process, and the runner
-    may read a batch before Lightning calls ``prepare_data``; a later call finds the stamps and skips)."""
-    data = _build_data(cfg)
-    data.prepare_data()
-    return data
-
-
-DEMO = DemoTask(
+DEMO = dense_demo_task(
     name="oriented",
     metric_key="val/map",
     metric_label="DOTA mAP (%)",
     make_config=make_config,
-    make_module=_build_module,
-    make_data=make_data,
-    backbone_of=lambda model: model.backbone,
+    task_builders=builders(),
     description="embedded Swin -> rotated RetinaNet (KLD) on synthetic DOTA-format rotated shapes, 3 classes",
 )

@@ -33,6 +33,27 @@ class DemoTask:
     description: str = ""
 
 
+def dense_backbone(model: nn.Module) -> nn.Module:
+    """The tuned backbone of a dense task's model (detector, segmenter): ``model.backbone``."""
+    return model.backbone
+
+
+def dense_demo_task(
+    name: str,
+    metric_key: str,
+    metric_label: str,
+    make_config: Callable[[str, bool, Path], ExperimentConfig],
+    task_builders: tuple[Callable[[ExperimentConfig], TunedModule], Callable[[ExperimentConfig], L.LightningDataModule]],
+    description: str,
+) -> DemoTask:
+    """The demo of a dense task: module and data from the task engine's ``builders()``, the tuned
+    backbone at ``model.backbone``."""
+    make_module, make_data = task_builders
+    return DemoTask(
+        name, metric_key, metric_label, make_config, make_module, make_data, backbone_of=dense_backbone, description=description
+    )
+
+
 def parse_methods(spec: str | Sequence[str]) -> list[str]:
     """``"all"`` or a comma list -> method names (ValueError naming unknown ones)."""
     names = all_methods() if spec == "all" else ([s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from monatune.demo.detection import demo_config
-from monatune.demo.runner import DemoTask
+from monatune.demo.runner import dense_demo_task
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.semantic_segmentation.engine import builders
 
@@ -47,15 +47,11 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
     )
 
 
-_build_module, _build_data = builders()
-
-DEMO = DemoTask(
+DEMO = dense_demo_task(
     name="segmentation",
     metric_key="val/miou",
     metric_label="mIoU (%)",
     make_config=make_config,
-    make_module=_build_module,
-    make_data=_build_data,
-    backbone_of=lambda model: model.backbone,
+    task_builders=builders(),
     description="embedded Swin -> UperNet on pretraining-style scenes in the ADE20K layout, background/object",
 )

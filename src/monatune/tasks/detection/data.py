@@ -1,4 +1,4 @@
-"""Detection data module (VOC, SPEC §5), the loaders every dense task shares, and synthetic datasets
+"""Detection data module (VOC, SPEC §5), the data module base every dense task shares, and synthetic datasets
 written once in a real layout (``synthetic_*``) so the real readers read them.
 
 ``cfg.data.dataset``: ``voc`` (``root`` = a VOCdevkit folder; splits like ``2007/trainval+2012/trainval``
@@ -14,18 +14,16 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from monatune.data.datamodule import SplitDataModule
 from monatune.data.dense_transforms import detection_train_transforms
 from monatune.data.synthetic_scenes import SYNTHETIC_CLASSES, write_voc
 from monatune.data.voc import VOC_CLASSES, VOCDetection
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.sampler import EpochShuffleSampler
 
 DATASETS = ("voc", "synthetic_voc")
 
@@ -92,79 +90,48 @@ def detection_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     return SYNTHETIC_CLASSES if cfg.data.dataset == "synthetic_voc" else VOC_CLASSES
 
 
-class DenseDataModule(L.LightningDataModule):
-    """Shared loader logic of the dense tasks: ``prepare_data`` writes synthetic data (rank 0), ``setup``
-    builds ``make_dataset(split, train)``; training shuffles with :class:`EpochShuffleSampler`."""
+class DenseDataModule(SplitDataModule):
+    """Shared data logic of the dense tasks: batches as lists (:func:`list_collate`), and ``prepare_data``
+    (rank 0) checks ``cfg.data.dataset`` against ``datasets`` and writes the synthetic one once."""
 
     train_collate: Callable = staticmethod(list_collate)
     eval_collate: Callable = staticmethod(list_collate)
-    drop_last: bool = False
+    datasets: tuple[str, ...] = ()  # valid ``cfg.data.dataset`` values
+    synthetic_dataset: str = ""  # the one ``prepare_data`` writes first, split by split
+    dataset_kind: str = "a dense dataset"  # in the error message for any other
 
-    def __init__(self, cfg: ExperimentConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
+    def prepare_data(self) -> None:
+        d = self.cfg.data
+        if d.dataset not in self.datasets:
+            raise ValueError(f"data.dataset: {d.dataset!r} is not {self.dataset_kind}; valid: {', '.join(self.datasets)}")
+        if d.dataset == self.synthetic_dataset:
+            params = self.synthetic_dataset_params()
 
-    def make_dataset(self, split: str, train: bool) -> Dataset:
+            def write(root: Path) -> None:
+                for split, n in params["splits"].items():
+                    self.write_synthetic_split(root, split, n, params)
+
+            ensure_synthetic(require_root(self.cfg), params, write)
+
+    def synthetic_dataset_params(self) -> dict[str, Any]:
+        """What identifies the synthetic dataset (recorded in its ``synthetic.json`` stamp)."""
+        d = self.cfg.data
+        return synthetic_params(self.cfg, (d.train_split, d.val_split))
+
+    def write_synthetic_split(self, root: Path, split: str, num_images: int, params: dict[str, Any]) -> None:
+        """Write ``num_images`` synthetic images of ``split`` under ``root`` (``params``: its stamp)."""
         raise NotImplementedError
-
-    def setup(self, stage: str) -> None:
-        d = self.cfg.data
-        if stage == "fit" and self.train_set is None:
-            self.train_set = self.make_dataset(d.train_split, train=True)
-        if stage in ("fit", "validate") and self.val_set is None:
-            self.val_set = self.make_dataset(d.val_split, train=False)
-        if stage == "test" and self.test_set is None:
-            self.test_set = self.make_dataset(d.test_split or d.val_split, train=False)
-
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        d = self.cfg.data
-        size = d.batch_size if train else (d.eval_batch_size or d.batch_size)
-        if train:
-            sampler: Sampler | None = EpochShuffleSampler(len(dataset), self.cfg.trainer.seed)
-        elif torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Each image on exactly one rank: Lightning's default sampler pads with repeats, which
-            # would count those images twice in a set-level metric (mAP, mIoU).
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        else:
-            sampler = None
-        return DataLoader(
-            dataset,
-            batch_size=size,
-            sampler=sampler,
-            num_workers=d.num_workers,
-            persistent_workers=d.num_workers > 0,
-            collate_fn=self.train_collate if train else self.eval_collate,
-            drop_last=train and self.drop_last and len(dataset) >= 2 * size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
 
 
 class DetectionData(DenseDataModule):
     """VOC-layout detection data: batches ``(list of (3, H, W) float images, list of target dicts)``."""
 
-    def prepare_data(self) -> None:
-        d = self.cfg.data
-        if d.dataset not in DATASETS:
-            raise ValueError(f"data.dataset: {d.dataset!r} is not a detection dataset; valid: {', '.join(DATASETS)}")
-        if d.dataset == "synthetic_voc":
-            params = synthetic_params(self.cfg, (d.train_split, d.val_split))
+    datasets = DATASETS
+    synthetic_dataset = "synthetic_voc"
+    dataset_kind = "a detection dataset"
 
-            def write(root: Path) -> None:
-                for split, n in params["splits"].items():
-                    write_voc(root, n, d.image_size, params["seed"], image_set=split)
-
-            ensure_synthetic(require_root(self.cfg), params, write)
+    def write_synthetic_split(self, root: Path, split: str, num_images: int, params: dict[str, Any]) -> None:
+        write_voc(root, num_images, self.cfg.data.image_size, params["seed"], image_set=split)
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         d, opts = self.cfg.data, self.cfg.data.options

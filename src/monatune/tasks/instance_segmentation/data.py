@@ -11,13 +11,14 @@ Training skips crowd boxes and images without objects; evaluation keeps crowd re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
 from monatune.data.coco import COCODetection
 from monatune.data.dense_transforms import instance_train_transforms
 from monatune.data.synthetic_scenes import write_coco
-from monatune.tasks.detection.data import DenseDataModule, ensure_synthetic, require_root, synthetic_params, to_float
+from monatune.tasks.detection.data import DenseDataModule, require_root, to_float
 
 DATASETS = ("coco", "synthetic_coco")
 
@@ -25,18 +26,12 @@ DATASETS = ("coco", "synthetic_coco")
 class InstanceSegmentationData(DenseDataModule):
     """COCO-layout data: batches ``(list of (3, H, W) float images, list of target dicts with masks)``."""
 
-    def prepare_data(self) -> None:
-        d = self.cfg.data
-        if d.dataset not in DATASETS:
-            raise ValueError(f"data.dataset: {d.dataset!r} is not an instance segmentation dataset; valid: {', '.join(DATASETS)}")
-        if d.dataset == "synthetic_coco":
-            params = synthetic_params(self.cfg, (d.train_split, d.val_split))
+    datasets = DATASETS
+    synthetic_dataset = "synthetic_coco"
+    dataset_kind = "an instance segmentation dataset"
 
-            def write(root: Path) -> None:
-                for split, n in params["splits"].items():
-                    write_coco(root, n, d.image_size, params["seed"], split=split)
-
-            ensure_synthetic(require_root(self.cfg), params, write)
+    def write_synthetic_split(self, root: Path, split: str, num_images: int, params: dict[str, Any]) -> None:
+        write_coco(root, num_images, self.cfg.data.image_size, params["seed"], split=split)
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         opts = self.cfg.data.options

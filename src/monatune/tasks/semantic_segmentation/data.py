@@ -12,7 +12,7 @@ or "pretext": background/object scenes drawn like the embedded backbone's pretra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from monatune.data.ade20k import ADE20KSegmentation
 from monatune.data.dense_transforms import semantic_eval_transforms, semantic_train_transforms
 from monatune.data.synthetic_scenes import SCENE_STYLES, write_ade20k
-from monatune.tasks.detection.data import DenseDataModule, ensure_synthetic, list_collate, require_root, synthetic_params
+from monatune.tasks.detection.data import DenseDataModule, list_collate, require_root
 
 DATASETS = ("ade20k", "synthetic_ade20k")
 
@@ -37,21 +37,20 @@ class SemanticSegmentationData(DenseDataModule):
     train_collate = staticmethod(stack_collate)
     drop_last = True  # a batch of one breaks the decode heads' BatchNorm on pooled 1x1 features
 
-    def prepare_data(self) -> None:
-        d = self.cfg.data
-        if d.dataset not in DATASETS:
-            raise ValueError(f"data.dataset: {d.dataset!r} is not a semantic segmentation dataset; valid: {', '.join(DATASETS)}")
-        if d.dataset == "synthetic_ade20k":
-            params = synthetic_params(self.cfg, (d.train_split, d.val_split))
-            params["style"] = style = d.options.get("style", "shapes")
-            if style not in SCENE_STYLES:
-                raise ValueError(f"data.options.style: {style!r} is not a scene style; valid: {', '.join(SCENE_STYLES)}")
+    datasets = DATASETS
+    synthetic_dataset = "synthetic_ade20k"
+    dataset_kind = "a semantic segmentation dataset"
 
-            def write(root: Path) -> None:
-                for split, n in params["splits"].items():
-                    write_ade20k(root, n, d.image_size, params["seed"], split=split, style=style)
+    def synthetic_dataset_params(self) -> dict[str, Any]:
+        """The common parameters and the scene ``style`` (checked)."""
+        params = super().synthetic_dataset_params()
+        params["style"] = style = self.cfg.data.options.get("style", "shapes")
+        if style not in SCENE_STYLES:
+            raise ValueError(f"data.options.style: {style!r} is not a scene style; valid: {', '.join(SCENE_STYLES)}")
+        return params
 
-            ensure_synthetic(require_root(self.cfg), params, write)
+    def write_synthetic_split(self, root: Path, split: str, num_images: int, params: dict[str, Any]) -> None:
+        write_ade20k(root, num_images, self.cfg.data.image_size, params["seed"], split=split, style=params["style"])
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         opts = self.cfg.data.options
