@@ -100,7 +100,22 @@ def _plain(x: Any) -> Any:
     return x.detach().as_subclass(torch.Tensor).cpu() if isinstance(x, torch.Tensor) else x
 
 
-class DetectionModule(TunedModule):
+class DetectorModule(TunedModule):
+    """Base for the modules of detectors with torchvision's contract: ``model(images)`` -> one dict of
+    detections per image; ``model(images, targets)`` in training -> dict of losses. Batches are
+    ``(images, targets)``; the model trains on the targets' ``training_target_keys``."""
+
+    training_target_keys: tuple[str, ...] = ("boxes", "labels")
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.model(images)
+
+    def compute_losses(self, batch) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        return self.model(images, [{k: t[k] for k in self.training_target_keys} for t in targets])
+
+
+class DetectionModule(DetectorModule):
     """Batches are ``(images: list of (3, H, W) in 0-1, targets: list of dicts)``; training targets hold
     ``boxes`` (N, 4) xyxy and ``labels`` (N,) in 1..C, eval targets the original-image ``boxes``,
     ``labels`` and ``difficult``. Logs ``val/map``: VOC07 11-point mAP at IoU 0.5 in %, difficult ignored,
@@ -111,13 +126,6 @@ class DetectionModule(TunedModule):
         self.class_names = tuple(class_names) if class_names is not None else None
         self._records: list[tuple[dict, dict]] = []
         self.last_eval: dict[str, Any] = {}
-
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return self.model(images)
-
-    def compute_losses(self, batch) -> dict[str, torch.Tensor]:
-        images, targets = batch
-        return self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
 
     def eval_step(self, batch, stage: str) -> None:
         images, targets = batch

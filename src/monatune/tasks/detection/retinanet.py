@@ -9,11 +9,12 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.tasks.common import SeparateNeckDetectorMixin
 from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
 from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, build_detection_transform, check_labels
 
 
-class SwinRetinaNet(RetinaNet):
+class SwinRetinaNet(SeparateNeckDetectorMixin, RetinaNet):
     """torchvision's RetinaNet with ``backbone`` (the DenseSwin) and ``neck`` (its FPN) kept apart.
 
     Keeping them apart lets ``monatune.apply(model.backbone, method)`` freeze the Swin alone. The
@@ -34,11 +35,8 @@ class SwinRetinaNet(RetinaNet):
     def forward(  # type: ignore[override]
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        if self.training and targets is None:
-            raise ValueError("targets are required in training mode")
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        image_list, targets = self.transform(images, targets)
-        features = list(self.neck(self.backbone(image_list.tensors)).values())
+        image_list, targets, fpn_maps, original_sizes = self.transform_and_extract(images, targets)
+        features = list(fpn_maps.values())
         head_outputs = self.head(features)
         anchors = self.anchor_generator(image_list, features)
 

@@ -8,12 +8,11 @@ from typing import Callable, Literal, Sequence
 from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, build_detection_transform
 from monatune.tasks.instance_segmentation.cascade_roi_heads import CascadeRoIHeads, CascadeStage
-from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn
+from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn, fpn_roi_align
 
 CASCADE_IOU_THRESHOLDS = (0.5, 0.6, 0.7)
 CASCADE_TARGET_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
@@ -91,7 +90,6 @@ def build_cascade_mask_rcnn(
     neck, rpn = build_fpn_and_rpn(
         backbone, fpn_channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n
     )
-    levels = [str(i) for i in range(len(backbone.out_channels))]
     norm_layer = head_norm_layer(box_head_norm)
     stages = []
     for threshold, stds in zip(iou_thresholds, target_stds):
@@ -110,10 +108,10 @@ def build_cascade_mask_rcnn(
         )
         stages.append(stage)
     roi_heads = CascadeRoIHeads(
-        MultiScaleRoIAlign(levels, 7, sampling_ratio=0),
+        fpn_roi_align(backbone, 7),
         stages,
         stage_loss_weights,
-        mask_roi_pool=MultiScaleRoIAlign(levels, 14, sampling_ratio=0),
+        mask_roi_pool=fpn_roi_align(backbone, 14),
         batch_size_per_image=box_batch_size_per_image,
         box_loss_weight=box_loss_weight,
         score_thresh=score_thresh,

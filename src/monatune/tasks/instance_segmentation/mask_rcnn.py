@@ -6,12 +6,11 @@ from typing import Sequence
 
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.ops import MultiScaleRoIAlign
 
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, build_detection_transform
 from monatune.tasks.instance_segmentation.cascade_mask_rcnn import mask_head
-from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn
+from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn, fpn_roi_align
 
 
 def build_mask_rcnn(
@@ -44,10 +43,9 @@ def build_mask_rcnn(
     neck, rpn = build_fpn_and_rpn(
         backbone, fpn_channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n
     )
-    levels = [str(i) for i in range(len(backbone.out_channels))]
     mask_convs, mask_predictor = mask_head(fpn_channels, mask_channels, num_classes + 1)
     roi_heads = RoIHeads(
-        MultiScaleRoIAlign(levels, 7, sampling_ratio=0),
+        fpn_roi_align(backbone, 7),
         TwoMLPHead(fpn_channels * 7 * 7, box_fc_channels),
         FastRCNNPredictor(box_fc_channels, num_classes + 1),
         fg_iou_thresh=0.5,
@@ -58,7 +56,7 @@ def build_mask_rcnn(
         score_thresh=score_thresh,
         nms_thresh=nms_thresh,
         detections_per_img=detections_per_img,
-        mask_roi_pool=MultiScaleRoIAlign(levels, 14, sampling_ratio=0),
+        mask_roi_pool=fpn_roi_align(backbone, 14),
         mask_head=mask_convs,
         mask_predictor=mask_predictor,
     )

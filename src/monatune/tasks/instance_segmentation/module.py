@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.module import TunedModule
 from monatune.metrics.coco_map import COCOMAP
 from monatune.tasks.detection.module import (
+    DetectorModule,
     builder_options,
     dense_backbone,
     gather_objects,
@@ -50,23 +50,18 @@ def merge_states_over_ranks(metric: Any) -> None:
     metric._to_sync = False  # the states are complete now; no second sync inside compute()
 
 
-class InstanceSegmentationModule(TunedModule):
+class InstanceSegmentationModule(DetectorModule):
     """Batches are ``(images: list of (3, H, W) in 0-1, targets: list of dicts)``; training targets hold
     ``boxes`` (N, 4) xyxy, ``labels`` (N,) in 1..C and ``masks`` (N, H, W) uint8, eval targets the
     same at the original size plus ``iscrowd`` and ``area``. Logs ``val/bbox_map``, ``val/segm_map``
     (COCO AP@[.5:.95] in %) and their ``_50``/``_75`` variants; -1 (nothing to score) is logged as NaN."""
 
+    training_target_keys = ("boxes", "labels", "masks")
+
     def __init__(self, model: nn.Module, cfg: ExperimentConfig) -> None:
         super().__init__(model, cfg)
         self.coco = COCOMAP(("bbox", "segm"))
         self.last_eval: dict[str, Any] = {}
-
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return self.model(images)
-
-    def compute_losses(self, batch) -> dict[str, torch.Tensor]:
-        images, targets = batch
-        return self.model(images, [{k: t[k] for k in ("boxes", "labels", "masks")} for t in targets])
 
     def eval_step(self, batch, stage: str) -> None:
         images, targets = batch

@@ -8,13 +8,15 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.tasks.common import SeparateNeckDetectorMixin
 from monatune.tasks.detection.fpn import LastLevelMaxPool, SwinFPN, fpn_strides
 from monatune.tasks.detection.transform import check_labels
 
 
-class SwinTwoStageDetector(GeneralizedRCNN):
+class SwinTwoStageDetector(SeparateNeckDetectorMixin, GeneralizedRCNN):
     """torchvision's GeneralizedRCNN with ``backbone`` (the DenseSwin) and ``neck`` (its FPN) kept apart.
 
     ``roi_heads`` is torchvision's ``RoIHeads`` (Mask R-CNN) or ``CascadeRoIHeads``; both take
@@ -42,13 +44,9 @@ class SwinTwoStageDetector(GeneralizedRCNN):
     def forward(  # type: ignore[override]
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        if self.training and targets is None:
-            raise ValueError("targets are required in training mode")
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         if targets is not None:
             check_labels(targets, self.num_classes)
-        image_list, targets = self.transform(images, targets)
-        features = self.neck(self.backbone(image_list.tensors))
+        image_list, targets, features, original_sizes = self.transform_and_extract(images, targets)
         proposals, rpn_losses = self.rpn(image_list, features, targets)
         detections, roi_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
         if self.training:
@@ -87,3 +85,10 @@ def build_fpn_and_rpn(
         nms_thresh=nms_thresh,
     )
     return neck, rpn
+
+
+def fpn_roi_align(backbone: DenseSwin, output_size: int) -> MultiScaleRoIAlign:
+    """RoIAlign to ``output_size`` x ``output_size`` (adaptive sampling) over the FPN maps of the
+    backbone's stages, the max-pooled extra level left out."""
+    levels = [str(i) for i in range(len(backbone.out_channels))]
+    return MultiScaleRoIAlign(levels, output_size, sampling_ratio=0)

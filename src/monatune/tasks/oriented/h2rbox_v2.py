@@ -21,6 +21,7 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.tasks.common import top_scoring_candidates
 from monatune.tasks.oriented.boxes import boxes_to_hboxes, hboxes_to_boxes, regularize_boxes
 from monatune.tasks.oriented.coders import PSCCoder
 from monatune.tasks.oriented.common import OrientedDetector, build_fpn
@@ -185,12 +186,10 @@ class H2RBoxV2(OrientedDetector):
             prob = logits[i].sigmoid()
             boxes, scores, labels = [], [], []
             for chunk in torch.arange(points.shape[0], device=batch.device).split(counts):  # per level
-                flat = prob[chunk].flatten()
-                keep = torch.nonzero(flat > self.score_threshold).squeeze(1)
-                keep = keep[flat[keep].topk(min(self.nms_pre, keep.numel())).indices]
-                idx, cls = chunk[keep // self.num_classes], keep % self.num_classes
+                cls_score, level_idx, cls = top_scoring_candidates(prob[chunk], self.score_threshold, self.nms_pre)
+                idx = chunk[level_idx]
                 boxes.append(self._decode(points[idx], dist[i, idx] * strides[idx, None], codes[i, idx], cls))
-                scores.append(flat[keep] * ctr[i, idx, 0].sigmoid())
+                scores.append(cls_score * ctr[i, idx, 0].sigmoid())
                 labels.append(cls)
             boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
             kept = multiclass_rotated_nms(

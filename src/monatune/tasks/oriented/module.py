@@ -11,8 +11,7 @@ from torch import nn
 
 from monatune.engine.build import backbone_from_config
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.module import TunedModule
-from monatune.tasks.detection.module import gather_objects, input_stats, tune_dense_model
+from monatune.tasks.detection.module import DetectorModule, gather_objects, input_stats, tune_dense_model
 from monatune.tasks.oriented.dota_eval import DotaEvaluation, evaluate_dota, write_task1_submission
 from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS, build_oriented_detector
 from monatune.tasks.oriented.patches import merge_patch_detections
@@ -43,7 +42,7 @@ def _cpu(x: Any) -> Any:
     return x.detach().as_subclass(torch.Tensor).cpu() if isinstance(x, torch.Tensor) else x
 
 
-class OrientedModule(TunedModule):
+class OrientedModule(DetectorModule):
     """Batches are ``(images: list of (3, H, W) in [0, 1], targets: list of dicts)`` with ``boxes`` (N, 5),
     ``labels`` (N,), ``difficult``, ``polygons`` and ``image_id`` (see ``DotaDataset``).
 
@@ -60,13 +59,6 @@ class OrientedModule(TunedModule):
         self._detections: dict[str, dict[str, torch.Tensor]] = {}
         self._targets: dict[str, dict[str, torch.Tensor]] = {}
         self.last_eval: DotaEvaluation | None = None
-
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return self.model(images)
-
-    def compute_losses(self, batch) -> dict[str, torch.Tensor]:
-        images, targets = batch
-        return self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
 
     def eval_step(self, batch, stage: str) -> None:
         images, targets = batch

@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.ops import box_iou, sigmoid_focal_loss
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.tasks.common import top_scoring_candidates
 from monatune.tasks.oriented.assign import horizontal_anchors, max_iou_assign
 from monatune.tasks.oriented.boxes import boxes_to_hboxes
 from monatune.tasks.oriented.coders import DeltaXYWHACoder
@@ -128,12 +129,10 @@ class RotatedRetinaNet(OrientedDetector):
         for i in range(batch.shape[0]):
             boxes, scores, labels = [], [], []
             for lvl_logits, lvl_deltas, lvl_anchors in zip(logits, deltas, anchors):
-                prob = lvl_logits[i].sigmoid().flatten()
-                keep = torch.nonzero(prob > self.score_threshold).squeeze(1)
-                keep = keep[prob[keep].topk(min(self.nms_pre, keep.numel())).indices]
-                idx, cls = keep // self.num_classes, keep % self.num_classes
+                prob = lvl_logits[i].sigmoid()  # (HWA, C)
+                cls_score, idx, cls = top_scoring_candidates(prob, self.score_threshold, self.nms_pre)
                 boxes.append(self.coder.decode(anchors_as_boxes(lvl_anchors[idx]), lvl_deltas[i][idx]))
-                scores.append(prob[keep])
+                scores.append(cls_score)
                 labels.append(cls)
             results.append(
                 multiclass_rotated_nms(
