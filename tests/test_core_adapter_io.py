@@ -153,3 +153,60 @@ def test_not_an_adapter_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         monatune.load_adapter(model, tmp_path / "missing.safetensors")
     assert monatune.tuning_state(model) is None
+
+
+class _SwinWithBatchNormHead(torch.nn.Module):
+    """A tiny Swin whose head keeps BatchNorm running statistics, like a UperNet or Cascade head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = tiny_timm_swin()
+        width = self.backbone.num_features
+        self.head = torch.nn.Sequential(torch.nn.BatchNorm1d(width), torch.nn.Linear(width, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_features(x).mean((1, 2)))
+
+
+def test_adapter_carries_the_running_statistics_of_trained_heads(tmp_path):
+    torch.manual_seed(0)
+    trained = _SwinWithBatchNormHead()
+    fresh = copy.deepcopy(trained)
+    monatune.apply(trained, "mona", train_modules=["head"])
+    perturb_trainable(trained)
+    trained.train()
+    with torch.no_grad():
+        for seed in range(3):  # moves the running mean/var away from their init
+            trained(images(batch=4, h=32, w=32, seed=seed) * 3 + 1)
+    path = monatune.save_adapter(trained, tmp_path / "bn.safetensors")
+    tensors, _ = _read(path)
+    bn_stats = {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked"}
+    assert bn_stats <= set(tensors)
+    assert not any(k.startswith("backbone.") and "running" in k for k in tensors)
+    assert not any("relative_position_index" in k or "attn_mask" in k for k in tensors)  # constants stay out
+
+    monatune.load_adapter(fresh, path)
+    x = images(h=32, w=32)
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x), trained.eval()(x))
+
+
+def test_parameter_only_files_of_format_1_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    trained = _SwinWithBatchNormHead()
+    fresh = copy.deepcopy(trained)
+    monatune.apply(trained, "mona", train_modules=["head"])
+    perturb_trainable(trained)
+    tensors, meta = _read(monatune.save_adapter(trained, tmp_path / "v2.safetensors"))
+    params = {k: v for k, v in tensors.items() if k in dict(trained.named_parameters())}
+    save_file(params, str(tmp_path / "v1.safetensors"), metadata={**meta, "format_version": "1"})
+    monatune.load_adapter(fresh, tmp_path / "v1.safetensors")
+    for name, p in trained.named_parameters():
+        if p.requires_grad:
+            assert torch.equal(dict(fresh.named_parameters())[name], p), name
+    # a version-2 file missing its buffers is refused
+    save_file(params, str(tmp_path / "v2_incomplete.safetensors"), metadata=meta)
+    with pytest.raises(monatune.AdapterMismatchError, match="running_mean"):
+        monatune.load_adapter(copy.deepcopy(fresh), tmp_path / "v2_incomplete.safetensors")

@@ -92,3 +92,48 @@ def test_cli_reports_config_errors(tmp_path):
     assert "methd" in done.stderr and "method" in done.stderr
     done = subprocess.run(monatune_cmd("fit", "--config", str(cfg), "--data.root", str(tmp_path / "nowhere")), env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "nowhere" in done.stderr
+
+
+def _metrics(capsys) -> dict:
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{") :])["metrics"]
+
+
+def test_fit_writes_an_adapter_that_evaluates_like_the_checkpoint(tmp_path, capsys):
+    from monatune.adapter_io import read_adapter
+    from monatune.cli.main import main
+
+    cfg = str(write_config(tmp_path, max_epochs=1))
+    run_dir = tmp_path / "run"
+    assert main(["fit", "--config", cfg]) == 0
+    capsys.readouterr()
+    adapter = run_dir / "adapter.safetensors"
+    tensors, info = read_adapter(adapter)
+    assert info["method"] == "mona" and info["train_modules"] == ["head"]
+    ckpt = SafeCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    for key, value in tensors.items():  # the final weights, not the initial ones
+        assert torch.equal(value, ckpt["state_dict"][f"model.{key}"]), key
+
+    assert main(["validate", "--config", cfg, "--ckpt", str(run_dir / "checkpoints" / "last.ckpt")]) == 0
+    from_ckpt = _metrics(capsys)
+    assert main(["validate", "--config", cfg, "--adapter", str(adapter)]) == 0
+    from_adapter = _metrics(capsys)
+    assert from_adapter.keys() == from_ckpt.keys() and from_ckpt
+    for key in from_ckpt:
+        assert from_adapter[key] == pytest.approx(from_ckpt[key], rel=1e-5, abs=1e-6), key
+    assert main(["validate", "--config", cfg]) == 0  # the untrained model scores otherwise
+    assert _metrics(capsys)["val/loss"] != pytest.approx(from_ckpt["val/loss"], rel=1e-5)
+
+    # export rebuilds the same file from the checkpoint alone
+    exported = tmp_path / "exported.safetensors"
+    assert main(["export", "--config", cfg, "--out", str(exported)]) == 0
+    again, _ = read_adapter(exported)
+    assert again.keys() == tensors.keys() and all(torch.equal(again[k], tensors[k]) for k in tensors)
+
+    # an adapter of another method is refused, naming both
+    assert main(["validate", "--config", cfg, "--method", "lora", "--adapter", str(adapter)]) == 2
+    err = capsys.readouterr().err
+    assert "mona" in err and "lora" in err
+    # a run without a checkpoint has nothing to export: the error names the file it looked for
+    assert main(["export", "--config", cfg, "--trainer.out_dir", str(tmp_path / "empty")]) == 2
+    assert "last.ckpt" in capsys.readouterr().err

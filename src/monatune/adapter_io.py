@@ -1,4 +1,11 @@
-"""Adapter-only checkpoints: the trainable tensors of a tuned model in one safetensors file."""
+"""Adapter-only checkpoints: what a tuned model learned, in one safetensors file.
+
+The file holds the trainable parameters and the buffers training changes (``adapter_state_dict``):
+the persistent buffers of the ``train_modules`` (e.g. BatchNorm running statistics of a UperNet or
+Cascade head) and the running statistics of any other BatchNorm layer that trains. The backbone's
+other buffers (Swin's relative-position index, attention masks) are architecture constants and stay
+out.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from monatune.tuning import apply, tuning_state
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 1: parameters only (still read: its buffers are left as they are)
 
 
 class AdapterMismatchError(ValueError):
@@ -26,6 +35,29 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
+def learned_buffers(model: nn.Module, train_modules: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Persistent buffers that training may change, by state-dict name: every one inside the
+    ``train_modules`` and the running statistics of BatchNorm-style layers that train elsewhere."""
+    roots = tuple(f"{name}." for name in train_modules)
+    out = {}
+    for prefix, module in model.named_modules():
+        in_train_module = bool(roots) and f"{prefix}.".startswith(roots)
+        trained_norm = isinstance(module, _NormBase) and any(p.requires_grad for p in module.parameters(recurse=False))
+        if not (in_train_module or trained_norm):
+            continue
+        for name, buf in module.named_buffers(recurse=False):
+            if buf is not None and name not in module._non_persistent_buffers_set:
+                out[f"{prefix}.{name}" if prefix else name] = buf
+    return out
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What ``save_adapter`` writes: trainable parameters plus ``learned_buffers``."""
+    state = tuning_state(model)
+    train_modules = state["train_modules"] if state is not None else ()
+    return {**trainable_state_dict(model), **learned_buffers(model, train_modules)}
+
+
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
     """Write the trainable tensors of a tuned model (with method and options as metadata), atomically."""
     from safetensors.torch import save_file
@@ -35,7 +67,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     state = tuning_state(model)
     if state is None:
         raise ValueError("save_adapter: model is not tuned; call monatune.apply(model, method) first")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainable_state_dict(model).items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in adapter_state_dict(model).items()}
     metadata = {
         "format": "monatune-adapter",
         "format_version": FORMAT_VERSION,
@@ -58,7 +90,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
-    """(tensors, {"method", "options", "train_modules"}) of an adapter file."""
+    """(tensors, {"format_version", "method", "options", "train_modules"}) of an adapter file."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -73,6 +105,7 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, o
     if meta.get("format") != "monatune-adapter":
         raise AdapterMismatchError(f"{path} is not a monatune adapter file (metadata 'format' missing)")
     info = {
+        "format_version": meta.get("format_version", "1"),
         "method": meta["method"],
         "options": json.loads(meta.get("options", "{}")),
         "train_modules": json.loads(meta.get("train_modules", "[]")),
@@ -93,7 +126,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         # Rehearse on a shape-only copy so that a file that does not fit leaves the model plain.
         skeleton = _meta_copy(model)
         apply(skeleton, info["method"], train_modules=info["train_modules"], **info["options"])
-        _check_fit(trainable_state_dict(skeleton), tensors, path, info["method"])
+        _check_fit(_expected_in_file(skeleton, info), tensors, path, info["method"])
         apply(model, info["method"], train_modules=info["train_modules"], **info["options"])
     elif state["method"] != info["method"] or json.loads(json.dumps(state["options"])) != info["options"]:
         # (compared in JSON form: the file stores tuples as lists)
@@ -101,12 +134,19 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
             f"{path} holds method {info['method']!r} {info['options']}, the model is tuned with "
             f"{state['method']!r} {state['options']}"
         )
-    expected = trainable_state_dict(model)
+    expected = _expected_in_file(model, info)
     _check_fit(expected, tensors, path, info["method"])
     with torch.no_grad():
-        for key, param in expected.items():
-            param.copy_(tensors[key].to(param.device, param.dtype))
+        for key, target in expected.items():
+            target.copy_(tensors[key].to(target.device, target.dtype))
     return model
+
+
+def _expected_in_file(model: nn.Module, info: dict[str, object]) -> dict[str, torch.Tensor]:
+    """The tensors a file of ``info``'s format version holds for this (tuned) model."""
+    if info["format_version"] == "1":
+        return trainable_state_dict(model)
+    return adapter_state_dict(model)
 
 
 def _check_fit(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: str | Path, method: object) -> None:

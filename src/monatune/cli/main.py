@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command in ("fit", "validate", "test"):
+        if args.command in ("fit", "validate", "test", "export"):
             return int(args.func(args, extra) or 0)
         if extra:
             parser.error(f"unrecognised arguments: {' '.join(extra)}")

@@ -1,4 +1,4 @@
-"""``monatune fit|validate|test --config FILE.yaml [--section.key value ...]``."""
+"""``monatune fit|validate|test|export --config FILE.yaml [--section.key value ...]``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
             default="last" if command == "fit" else None,
             help="checkpoint to resume from / evaluate; 'last' = the run's last.ckpt if it exists (fit default)",
         )
+        if command != "fit":
+            p.add_argument("--adapter", help="adapter file (.safetensors) to load into the built model before evaluating")
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         shortcuts = p.add_argument_group("shortcuts for common overrides")
         shortcuts.add_argument("--method", help="= --model.method")
@@ -30,6 +32,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         shortcuts.add_argument("--out-dir", help="= --trainer.out_dir")
         shortcuts.add_argument("--strict", action="store_true", help="unreadable images are an error (= --data.strict true)")
         p.set_defaults(func=run_command, command=command)
+    p = subparsers.add_parser(
+        "export",
+        help="write the adapter file of a training checkpoint",
+        description="Write the adapter file (trained tensors only, safetensors) of a run's checkpoint. "
+        "Nothing is downloaded: the backbone is built with random weights, the checkpoint holds every trained tensor.",
+    )
+    p.add_argument("--config", "-c", help="the run's experiment YAML (its out_dir/config.yaml will do)")
+    p.add_argument("--ckpt", default=None, help="checkpoint (default: the run's checkpoints/last.ckpt)")
+    p.add_argument("--out", default=None, help="adapter file to write (default: the run's out_dir/adapter.safetensors)")
+    p.set_defaults(func=export_command, command="export")
 
 
 def split_overrides(extra: list[str]) -> list[str]:
@@ -77,6 +89,22 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
-    result = run(args.command, cfg, args.ckpt)
+    result = run(args.command, cfg, args.ckpt, adapter=getattr(args, "adapter", None))
     print(json.dumps({"metrics": result["metrics"], "global_step": result["global_step"]}, indent=2))
+    return 0
+
+
+def export_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from monatune.engine.config import load_config
+    from monatune.engine.run import ADAPTER_FILE, export_adapter, resolve_ckpt
+
+    cfg = load_config(args.config, split_overrides(extra))
+    out_dir = Path(cfg.trainer.out_dir)
+    ckpt = args.ckpt or resolve_ckpt(out_dir, "last")
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint to export: {out_dir / 'checkpoints' / 'last.ckpt'} does not exist (pass --ckpt)")
+    path = export_adapter(cfg, ckpt, args.out or out_dir / ADAPTER_FILE)
+    print(f"wrote {path} from {ckpt}")
     return 0

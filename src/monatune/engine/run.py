@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 import yaml
 
+from monatune.adapter_io import load_adapter, save_adapter
 from monatune.engine.callbacks import History, RNGState, RunCost
+from monatune.engine.checkpoint_io import SafeCheckpointIO
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.trainer import build_trainer
 
@@ -46,20 +49,33 @@ def resolve_ckpt(out_dir: Path, ckpt: str | None) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None) -> dict[str, Any]:
-    """Run ``fit``, ``validate`` or ``test``; returns the final metrics and run cost."""
+ADAPTER_FILE = "adapter.safetensors"
+
+
+def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: str | None = None) -> dict[str, Any]:
+    """Run ``fit``, ``validate`` or ``test``; returns the final metrics and run cost.
+
+    ``fit`` ends by writing the adapter file (trained tensors only) to ``out_dir/adapter.safetensors``.
+    ``adapter``: for validate/test, an adapter file loaded into the freshly built model (instead of,
+    or before, ``ckpt``)."""
+    if adapter is not None and command == "fit":
+        raise ValueError("--adapter is for validate/test; fit resumes from --ckpt")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     out_dir = Path(cfg.trainer.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     build_module, build_data = task_builders(cfg.task)
     module, data = build_module(cfg), build_data(cfg)
+    if adapter is not None:
+        load_adapter(module.model, adapter)
     history, cost = History(out_dir / "history.json"), RunCost()
     trainer = build_trainer(cfg, [history, RNGState(), cost], checkpoints=command == "fit")
     ckpt_path = resolve_ckpt(out_dir, ckpt)
     if command == "fit":
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        if trainer.is_global_zero:
+            save_adapter(module.model, out_dir / ADAPTER_FILE)
     elif command == "validate":
         metrics = trainer.validate(module, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
     elif command == "test":
@@ -74,3 +90,16 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None) -> dict[st
         "history": history.as_dict(),
         "module": module,
     }
+
+
+def export_adapter(cfg: ExperimentConfig, ckpt: str | Path, out: str | Path) -> Path:
+    """Write the adapter file of a training checkpoint (``last.ckpt`` or any other) of ``cfg``'s run.
+
+    The model is built with random backbone weights (nothing is downloaded or read besides ``ckpt``):
+    the checkpoint holds every trained tensor, which is all an adapter file keeps."""
+    cfg = replace(cfg, model=replace(cfg.model, pretrained=False, weights=None))
+    module = task_builders(cfg.task)[0](cfg)
+    checkpoint = SafeCheckpointIO().load_checkpoint(ckpt)
+    module.on_load_checkpoint(checkpoint)  # refuses another method or a key mismatch, naming them
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    return save_adapter(module.model, out)
