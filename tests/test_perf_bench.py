@@ -98,3 +98,18 @@ def test_arithmetic_floors(bench):
     assert floors["train_mona_x_full_given_measured_normtuning"] == pytest.approx(expected)
     assert floors["inference_fused_x_swin"] == infer["mona_fused"] / infer["swin"]
     assert arithmetic.floors(infer, train, None)["train_mona_x_full_given_measured_normtuning"] is None
+
+
+def test_mona_rate_counts_the_flops_of_each_stage(bench):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import mona_rate
+    finally:
+        sys.path.remove(str(BENCH))
+    results = mona_rate.main(["--model", "tiny", "--repeats", "1", "--threads", "1"])
+    (stage,) = results["stages"].values()
+    b, h, w, c = 2, 8, 8, 16
+    forward = 2 * b * h * w * (2 * c * 64 + 49 * 64 + 64 * 64)  # project1+2, 7x7 depthwise, projector
+    # training: forward, recomputation in backward, and the gradients: several forwards' worth
+    assert 3 * forward < stage["gflop"] * 1e9 < 6 * forward
+    assert stage["stage_ms"] == stage["step_ms"] * stage["count"]
