@@ -108,6 +108,7 @@ def test_fit_writes_an_adapter_that_evaluates_like_the_checkpoint(tmp_path, caps
     assert main(["fit", "--config", cfg]) == 0
     capsys.readouterr()
     adapter = run_dir / "adapter.safetensors"
+    assert (run_dir / "curves.png").is_file()
     tensors, info = read_adapter(adapter)
     assert info["method"] == "mona" and info["train_modules"] == ["head"]
     ckpt = SafeCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")

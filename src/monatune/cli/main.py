@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monatune.cli import demo, params, train
+from monatune.cli import demo, params, plot, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_parser(sub)
     train.add_parsers(sub)
     demo.add_parser(sub)
+    plot.add_parser(sub)
     return parser
 
 

@@ -50,12 +50,14 @@ def resolve_ckpt(out_dir: Path, ckpt: str | None) -> str | None:
 
 
 ADAPTER_FILE = "adapter.safetensors"
+CURVES_FILE = "curves.png"
 
 
 def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: str | None = None) -> dict[str, Any]:
     """Run ``fit``, ``validate`` or ``test``; returns the final metrics and run cost.
 
-    ``fit`` ends by writing the adapter file (trained tensors only) to ``out_dir/adapter.safetensors``.
+    ``fit`` ends by writing the adapter file (trained tensors only) to ``out_dir/adapter.safetensors``
+    and the training-loss and validation-metric curves to ``out_dir/curves.png``.
     ``adapter``: for validate/test, an adapter file loaded into the freshly built model (instead of,
     or before, ``ckpt``)."""
     if adapter is not None and command == "fit":
@@ -76,6 +78,9 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: s
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         if trainer.is_global_zero:
             save_adapter(module.model, out_dir / ADAPTER_FILE)
+            from monatune.plots import plot_runs
+
+            plot_runs({cfg.model.method: history.as_dict()}, out_dir / CURVES_FILE)
     elif command == "validate":
         metrics = trainer.validate(module, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
     elif command == "test":

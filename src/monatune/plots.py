@@ -1,0 +1,101 @@
+"""Loss and metric curves as PNG files: one run, several runs side by side, or every method of a demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# The metric each task family is judged by, in the order tried when none is named.
+MAIN_METRICS = ("val/top1", "val/map", "val/miou", "val/segm_map", "val/bbox_map")
+
+
+def smooth(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average (window clipped at the start), so early steps are not dropped."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _line_style(label: str) -> dict[str, Any]:
+    return dict(linewidth=2.6, color="crimson", zorder=10) if label == "mona" else dict(linewidth=1.4)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curves(histories: dict[str, list[float]], path: Path, title: str, xlabel: str = "iteration", window: int = 10) -> Path:
+    """All methods' training-loss curves in one figure (cf. the paper's Fig. 3), moving-average smoothed."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    _loss_panel(ax, histories, window, xlabel)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _loss_panel(ax: plt.Axes, losses: dict[str, list[float]], window: int, xlabel: str = "iteration") -> None:
+    for label, values in losses.items():
+        if values:
+            ax.plot(range(1, len(values) + 1), smooth(values, window), label=label, **_line_style(label))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"training loss (mean of {window} steps)" if window > 1 else "training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+
+
+def main_metric(histories: dict[str, dict[str, Any]]) -> str | None:
+    """The first of ``MAIN_METRICS`` any run recorded, else any validation metric but the loss."""
+    keys = [k for h in histories.values() for record in h.get("val", []) for k in record]
+    for key in MAIN_METRICS:
+        if key in keys:
+            return key
+    return next((k for k in keys if k.startswith("val/") and k != "val/loss"), None)
+
+
+def plot_runs(histories: dict[str, dict[str, Any]], path: Path, metric: str | None = None, window: int | None = None) -> Path:
+    """Training loss per step (smoothed) and ``metric`` per epoch of each run, side by side.
+
+    ``histories``: label -> a run's ``history.json`` content (``step_loss``, ``val`` records with
+    ``epoch``); ``metric`` defaults to ``main_metric``; ``window`` to 1/25 of the longest run."""
+    losses = {label: list(h.get("step_loss", [])) for label, h in histories.items()}
+    window = window or max(1, max((len(v) for v in losses.values()), default=0) // 25)
+    metric = metric or main_metric(histories)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    _loss_panel(left, losses, window)
+    left.set_title("training loss")
+    if metric is not None:
+        for label, h in histories.items():
+            points = [(r["epoch"] + 1, r[metric]) for r in h.get("val", []) if metric in r]
+            if points:
+                right.plot(*zip(*points), marker="o", label=label, **_line_style(label))
+        right.set_xlabel("epoch")
+        right.set_ylabel(metric)
+        right.grid(alpha=0.3)
+        right.legend(fontsize=8)
+    right.set_title(metric or "no validation metric recorded")
+    return _save(fig, path)
+
+
+def read_history(run_dir: str | Path) -> dict[str, Any]:
+    """The ``history.json`` a run writes into its out_dir."""
+    path = Path(run_dir) / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} the out_dir of a monatune fit run?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc

@@ -1,0 +1,69 @@
+"""Curves of fit runs: metric choice, smoothing, the PNG, and the `monatune plot` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from PIL import Image
+
+from monatune.cli.main import main
+from monatune.plots import main_metric, plot_runs, smooth
+
+
+def history(losses: list[float], metric: str, values: list[float]) -> dict:
+    return {"train_loss": [], "step_loss": losses, "val": [{"val/loss": 1.0, metric: v, "epoch": e} for e, v in enumerate(values)]}
+
+
+def test_smooth_is_a_trailing_mean_that_keeps_every_step():
+    assert smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert smooth([], 3) == []
+
+
+def test_main_metric_prefers_the_task_metric_over_the_loss():
+    assert main_metric({"a": history([1.0], "val/top1", [50.0])}) == "val/top1"
+    assert main_metric({"a": history([1.0], "val/miou", [10.0]), "b": history([1.0], "val/map", [5.0])}) == "val/map"
+    assert main_metric({"a": history([1.0], "val/custom", [1.0])}) == "val/custom"
+    assert main_metric({"a": {"step_loss": [1.0], "val": []}}) is None
+
+
+def test_plot_runs_writes_a_two_panel_png(tmp_path):
+    runs = {"mona": history([3.0, 2.0, 1.0] * 20, "val/top1", [40.0, 60.0]), "full": history([3.0, 2.5, 2.0] * 20, "val/top1", [30.0, 50.0])}
+    path = plot_runs(runs, tmp_path / "sub" / "curves.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (1320, 504)  # 11 x 4.2 inches at 120 dpi
+
+
+def _run_dir(root, name: str, method: str | None, hist: dict | None):
+    run = root / name
+    run.mkdir()
+    if method:
+        (run / "config.yaml").write_text(yaml.safe_dump({"model": {"method": method}}))
+    if hist is not None:
+        (run / "history.json").write_text(json.dumps(hist))
+    return str(run)
+
+
+def test_plot_command(tmp_path, capsys):
+    mona = _run_dir(tmp_path, "a", "mona", history([2.0, 1.0], "val/map", [10.0]))
+    full = _run_dir(tmp_path, "b", "full", history([2.0, 1.5], "val/map", [5.0]))
+    out = tmp_path / "cmp.png"
+    assert main(["plot", mona, full, "--out", str(out)]) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
+
+    assert main(["plot", mona, full, "--labels", "only-one"]) == 2
+    assert "2 runs" in capsys.readouterr().err
+    empty = _run_dir(tmp_path, "c", None, None)
+    assert main(["plot", mona, empty, "--out", str(out)]) == 2
+    assert "history.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("labels", [None, ["x", "y"]])
+def test_two_runs_of_one_method_get_distinct_labels(tmp_path, labels, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("monatune.plots.plot_runs", lambda histories, path, metric=None: seen.update(histories) or path)
+    one = _run_dir(tmp_path, "seed0", "mona", history([1.0], "val/top1", [1.0]))
+    two = _run_dir(tmp_path, "seed1", "mona", history([1.0], "val/top1", [1.0]))
+    assert main(["plot", one, two, *(["--labels", *labels] if labels else [])]) == 0
+    assert sorted(seen) == (["mona (seed0)", "mona (seed1)"] if labels is None else ["x", "y"])
