@@ -168,12 +168,18 @@ class _SwinWithBatchNormHead(torch.nn.Module):
         return self.head(self.backbone.forward_features(x).mean((1, 2)))
 
 
-def test_adapter_carries_the_running_statistics_of_trained_heads(tmp_path):
+def _mona_tuned_with_a_fresh_copy() -> tuple[_SwinWithBatchNormHead, _SwinWithBatchNormHead]:
+    """(Mona-tuned model with perturbed trainable tensors, an untuned copy of its initial weights)."""
     torch.manual_seed(0)
     trained = _SwinWithBatchNormHead()
     fresh = copy.deepcopy(trained)
     monatune.apply(trained, "mona", train_modules=["head"])
     perturb_trainable(trained)
+    return trained, fresh
+
+
+def test_adapter_carries_the_running_statistics_of_trained_heads(tmp_path):
+    trained, fresh = _mona_tuned_with_a_fresh_copy()
     trained.train()
     with torch.no_grad():
         for seed in range(3):  # moves the running mean/var away from their init
@@ -194,11 +200,7 @@ def test_adapter_carries_the_running_statistics_of_trained_heads(tmp_path):
 def test_parameter_only_files_of_format_1_still_load(tmp_path):
     from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    trained = _SwinWithBatchNormHead()
-    fresh = copy.deepcopy(trained)
-    monatune.apply(trained, "mona", train_modules=["head"])
-    perturb_trainable(trained)
+    trained, fresh = _mona_tuned_with_a_fresh_copy()
     tensors, meta = _read(monatune.save_adapter(trained, tmp_path / "v2.safetensors"))
     params = {k: v for k, v in tensors.items() if k in dict(trained.named_parameters())}
     save_file(params, str(tmp_path / "v1.safetensors"), metadata={**meta, "format_version": "1"})
