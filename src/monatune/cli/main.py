@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monatune.cli import demo, params, plot, train
+from monatune.cli import demo, params, plot, predict, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     demo.add_parser(sub)
     plot.add_parser(sub)
+    predict.add_parser(sub)
     return parser
 
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command in ("fit", "validate", "test", "export"):
+        if args.command in ("fit", "validate", "test", "export", "predict"):
             return int(args.func(args, extra) or 0)
         if extra:
             parser.error(f"unrecognised arguments: {' '.join(extra)}")

@@ -1,0 +1,95 @@
+"""Run a trained model on image files: ``monatune predict``.
+
+The model is built from the run's config (pretrained backbone as configured), then the trained
+tensors are loaded from an adapter file or a checkpoint. Each task family writes what its field
+uses (see its ``predict.py``):
+
+- classification: ``predictions.json``, the top-k classes and probabilities per image;
+- detection / instance segmentation: ``predictions.json``, boxes (x1, y1, x2, y2 in input pixels),
+  scores, labels (1..C) and class names per image, plus COCO RLE masks for instance segmentation;
+- semantic segmentation: one label PNG per image in ``masks/`` (ADE20K convention: 0 = unlabelled,
+  k = class k - 1 of the model when the data reduced the zero label);
+- oriented detection: DOTA Task1 files (``Task1_<class>.txt``), large images cut into the config's
+  patches and merged back, and ``predictions.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from monatune.adapter_io import load_adapter
+from monatune.data.errors import read_rgb_image
+from monatune.engine.checkpoint_io import SafeCheckpointIO
+from monatune.engine.config import ExperimentConfig
+from monatune.engine.run import task_builders
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+# task -> "module:function" taking (module, cfg, image paths, out_dir, options) -> written paths
+PREDICTORS: dict[str, str] = {
+    "classification": "monatune.tasks.classification.predict:predict_classes",
+    "detection": "monatune.tasks.detection.predict:predict_boxes",
+    "instance_segmentation": "monatune.tasks.detection.predict:predict_boxes",
+    "semantic_segmentation": "monatune.tasks.semantic_segmentation.predict:predict_label_maps",
+    "oriented": "monatune.tasks.oriented.predict:predict_rotated_boxes",
+}
+Predictor = Callable[[Any, ExperimentConfig, list[Path], Path, dict[str, Any]], list[Path]]
+
+
+def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image files among ``inputs`` (files, or folders searched recursively), sorted per folder."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such image file or folder")
+    if not found:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return found
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """(3, H, W) float in 0-1; an unreadable file raises DatasetError naming it."""
+    return read_rgb_image(path).as_subclass(torch.Tensor).float().div_(255)
+
+
+def trained_module(cfg: ExperimentConfig, adapter: str | Path | None = None, ckpt: str | Path | None = None):
+    """The task's LightningModule of ``cfg`` in eval mode, with the trained tensors of ``adapter`` or ``ckpt``."""
+    if (adapter is None) == (ckpt is None):
+        raise ValueError("give exactly one of --adapter (adapter file) or --ckpt (training checkpoint)")
+    module = task_builders(cfg.task)[0](cfg)
+    if adapter is not None:
+        load_adapter(module.model, adapter)
+    else:
+        checkpoint = SafeCheckpointIO().load_checkpoint(ckpt)
+        module.on_load_checkpoint(checkpoint)  # refuses another method or a key mismatch, naming them
+        module.load_state_dict(checkpoint["state_dict"], strict=False)
+    return module.eval()
+
+
+def predict(
+    cfg: ExperimentConfig, inputs: Sequence[str | Path], out_dir: str | Path, *,
+    adapter: str | Path | None = None, ckpt: str | Path | None = None, options: dict[str, Any] | None = None,
+) -> list[Path]:  # fmt: skip
+    """Predict every image of ``inputs`` with the trained model; returns the files written to ``out_dir``."""
+    if cfg.task not in PREDICTORS:
+        raise ValueError(f"predict: no predictor for task {cfg.task!r}; valid: {', '.join(PREDICTORS)}")
+    paths = image_paths(inputs)
+    module = trained_module(cfg, adapter, ckpt)
+    module_name, func = PREDICTORS[cfg.task].split(":")
+    predictor: Predictor = getattr(importlib.import_module(module_name), func)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        return predictor(module, cfg, paths, out_dir, dict(options or {}))
+
+
+def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), max(1, size))]

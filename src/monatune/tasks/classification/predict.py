@@ -1,0 +1,34 @@
+"""``monatune predict`` for classification: top-k classes per image into ``predictions.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.transforms.functional import to_pil_image
+
+from monatune.data.classification_transforms import eval_transform
+from monatune.data.errors import read_rgb_image
+from monatune.engine.callbacks import write_json_atomic
+from monatune.engine.config import ExperimentConfig
+from monatune.engine.predict import batches
+
+
+def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
+    """Each image through the config's eval transform (resize, centre crop, ImageNet normalisation);
+    options: ``topk`` (default 5), ``class_names`` (index -> name)."""
+    d = cfg.data
+    transform = eval_transform(d.image_size, d.resize_size)
+    names = options.get("class_names")
+    topk = min(int(options.get("topk", 5)), cfg.model.num_classes)
+    rows = []
+    for chunk in batches(paths, d.eval_batch_size or d.batch_size):
+        images = torch.stack([transform(to_pil_image(read_rgb_image(p))) for p in chunk])
+        probs, classes = module(images).softmax(dim=-1).topk(topk, dim=-1)
+        for path, p, c in zip(chunk, probs.tolist(), classes.tolist()):
+            top = [{"class": k, "probability": round(v, 6), **({"name": names[k]} if names else {})} for k, v in zip(c, p)]
+            rows.append({"image": str(path), "top": top})
+    path = out_dir / "predictions.json"
+    write_json_atomic(path, rows)
+    return [path]
