@@ -52,6 +52,10 @@ def test_classification_predictions_score_like_validate(tmp_path, capsys):
     correct = [row["top"][0]["class"] == int(row["image"].split("class")[-1][0]) for row in rows]
     assert 100 * sum(correct) / len(rows) == pytest.approx(top1, abs=1e-4)
 
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")  # the checkpoint predicts the same
+    assert main(["predict", str(tmp_path / "data" / "val"), "--config", cfg, "--ckpt", ckpt, "--out", str(tmp_path / "c"), "--topk", "2"]) == 0
+    assert json.loads((tmp_path / "c" / "predictions.json").read_text()) == rows
+
     names = tmp_path / "names.txt"
     names.write_text("cat\n")
     assert main(["predict", str(tmp_path / "data" / "val"), "--config", cfg, "--adapter", adapter, "--class-names", str(names)]) == 2

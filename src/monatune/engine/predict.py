@@ -23,9 +23,8 @@ import torch
 
 from monatune.adapter_io import load_adapter
 from monatune.data.errors import read_rgb_image
-from monatune.engine.checkpoint_io import SafeCheckpointIO
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.run import task_builders
+from monatune.engine.run import load_checkpoint_tensors, task_builders
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -68,9 +67,7 @@ def trained_module(cfg: ExperimentConfig, adapter: str | Path | None = None, ckp
     if adapter is not None:
         load_adapter(module.model, adapter)
     else:
-        checkpoint = SafeCheckpointIO().load_checkpoint(ckpt)
-        module.on_load_checkpoint(checkpoint)  # refuses another method or a key mismatch, naming them
-        module.load_state_dict(checkpoint["state_dict"], strict=False)
+        load_checkpoint_tensors(module, ckpt)
     return module.eval()
 
 

@@ -103,8 +103,14 @@ def export_adapter(cfg: ExperimentConfig, ckpt: str | Path, out: str | Path) -> 
     The model is built with random backbone weights (nothing is downloaded or read besides ``ckpt``):
     the checkpoint holds every trained tensor, which is all an adapter file keeps."""
     cfg = replace(cfg, model=replace(cfg.model, pretrained=False, weights=None))
-    module = task_builders(cfg.task)[0](cfg)
-    checkpoint = SafeCheckpointIO().load_checkpoint(ckpt)
-    module.on_load_checkpoint(checkpoint)  # refuses another method or a key mismatch, naming them
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module = load_checkpoint_tensors(task_builders(cfg.task)[0](cfg), ckpt)
     return save_adapter(module.model, out)
+
+
+def load_checkpoint_tensors(module: L.LightningModule, ckpt: str | Path) -> L.LightningModule:
+    """Copy a training checkpoint's tensors (trainable ones and buffers) into ``module``; returns it.
+    A checkpoint of another method, or whose keys do not match, is refused with the keys named."""
+    checkpoint = SafeCheckpointIO().load_checkpoint(ckpt)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    return module
