@@ -48,7 +48,7 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     grouping, so one forward is 2 * batch * output positions * numel(weight)."""
     if transposed:
         return _TORCH_CONV_BACKWARD(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
-                                    transposed, _output_padding, _groups, output_mask, out_shape)  # fmt: skip
+                                    transposed, _output_padding, _groups, output_mask, out_val=out_shape)  # fmt: skip
     forward = 2 * grad_out_shape[0] * math.prod(grad_out_shape[2:]) * math.prod(w_shape)
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 

@@ -204,7 +204,8 @@ def test_parameter_only_files_of_format_1_still_load(tmp_path):
     tensors, meta = _read(monatune.save_adapter(trained, tmp_path / "v2.safetensors"))
     params = {k: v for k, v in tensors.items() if k in dict(trained.named_parameters())}
     save_file(params, str(tmp_path / "v1.safetensors"), metadata={**meta, "format_version": "1"})
-    monatune.load_adapter(fresh, tmp_path / "v1.safetensors")
+    with pytest.warns(UserWarning, match="format-1 adapter file .* head.0.num_batches_tracked"):
+        monatune.load_adapter(fresh, tmp_path / "v1.safetensors")
     for name, p in trained.named_parameters():
         if p.requires_grad:
             assert torch.equal(dict(fresh.named_parameters())[name], p), name
@@ -212,3 +213,27 @@ def test_parameter_only_files_of_format_1_still_load(tmp_path):
     save_file(params, str(tmp_path / "v2_incomplete.safetensors"), metadata=meta)
     with pytest.raises(monatune.AdapterMismatchError, match="running_mean"):
         monatune.load_adapter(copy.deepcopy(fresh), tmp_path / "v2_incomplete.safetensors")
+
+
+def test_unknown_format_versions_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    trained, _ = _mona_tuned_with_a_fresh_copy()
+    tensors, meta = _read(monatune.save_adapter(trained, tmp_path / "v2.safetensors"))
+    save_file(tensors, str(tmp_path / "v3.safetensors"), metadata={**meta, "format_version": "3"})
+    with pytest.raises(monatune.AdapterMismatchError, match="format version 3 .* upgrade monatune"):
+        monatune.load_adapter(trained, tmp_path / "v3.safetensors")
+
+
+def test_learned_buffers_cover_frozen_batchnorms_and_whole_model_train_modules():
+    from monatune.adapter_io import learned_buffers
+
+    model = _SwinWithBatchNormHead()
+    model.head[0].requires_grad_(False)  # frozen affine: train mode still moves its statistics
+    model.head.register_buffer("temperature", torch.ones(1))  # persistent, not a norm's
+    stats = {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked"}
+    assert set(learned_buffers(model)) == stats
+    assert set(learned_buffers(model, "head")) == stats | {"head.temperature"}  # a string is one module name
+    persistent = set(model.state_dict()) - {name for name, _ in model.named_parameters()}
+    assert set(learned_buffers(model, [""])) == persistent  # "" names the whole model
+    assert "head.temperature" in persistent and not any("relative_position_index" in k for k in persistent)

@@ -203,3 +203,21 @@ def test_eval_records_are_gathered_from_every_rank(tmp_path):
     expected = [{"rank": 0, "records": [0]}, {"rank": 1, "records": [1, 1]}]
     for rank in (0, 1):
         assert json.loads((tmp_path / f"{rank}.json").read_text()) == expected
+
+
+def test_upernet_adapter_carries_its_batchnorm_statistics_and_evaluates_like_the_checkpoint(tmp_path):
+    from monatune.engine.run import export_adapter, run
+
+    cfg = tiny_config(tmp_path, "semantic_segmentation", limit_train_batches=2)
+    run("fit", cfg)
+    adapter = tmp_path / "run" / "adapter.safetensors"
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    tensors, info = read_adapter(adapter)
+    stats = [k for k in tensors if k.endswith("running_mean")]
+    assert info["format_version"] == "2" and stats and all(not k.startswith("backbone.") for k in stats)
+    assert any(not torch.all(tensors[k] == 0) for k in stats)  # moved by training, not the init
+    from_ckpt = run("validate", cfg, ckpt=ckpt)["metrics"]
+    from_adapter = run("validate", cfg, adapter=str(adapter))["metrics"]
+    assert from_adapter == pytest.approx(from_ckpt, rel=1e-6)
+    exported, _ = read_adapter(export_adapter(cfg, ckpt, tmp_path / "exported.safetensors"))
+    assert exported.keys() == tensors.keys() and all(torch.equal(exported[k], tensors[k]) for k in tensors)

@@ -138,3 +138,31 @@ def test_fit_writes_an_adapter_that_evaluates_like_the_checkpoint(tmp_path, caps
     # a run without a checkpoint has nothing to export: the error names the file it looked for
     assert main(["export", "--config", cfg, "--trainer.out_dir", str(tmp_path / "empty")]) == 2
     assert "last.ckpt" in capsys.readouterr().err
+
+
+def test_evaluation_keeps_the_runs_config_and_refuses_two_weight_sources(tmp_path, capsys):
+    from monatune.cli.main import main
+
+    cfg = str(write_config(tmp_path, max_epochs=1))
+    assert main(["fit", "--config", cfg]) == 0
+    run_dir = tmp_path / "run"
+    saved = (run_dir / "config.yaml").read_text()
+    adapter, ckpt = str(run_dir / "adapter.safetensors"), str(run_dir / "checkpoints" / "last.ckpt")
+    assert main(["validate", "--config", cfg, "--method", "lora", "--adapter", adapter]) == 2  # a failed evaluation
+    assert main(["validate", "--config", cfg, "--adapter", adapter, "--ckpt", ckpt]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert (run_dir / "config.yaml").read_text() == saved  # export and plot read it later
+
+
+def test_export_builds_the_architecture_the_run_trained(tmp_path, capsys):
+    """``model.pretrained`` names the architecture when it is a string (fit builds that one)."""
+    from monatune.adapter_io import read_adapter
+    from monatune.cli.main import main
+
+    cfg = str(write_config(tmp_path, max_epochs=1))
+    names = ["--model.backbone", "swin_tiny_patch4_window7_224", "--model.pretrained", "swin_nano_synthetic"]
+    assert main(["fit", "--config", cfg, *names]) == 0
+    out = tmp_path / "exported.safetensors"
+    assert main(["export", "--config", str(tmp_path / "run" / "config.yaml"), "--out", str(out)]) == 0
+    tensors, _ = read_adapter(out)
+    assert tensors.keys() == read_adapter(tmp_path / "run" / "adapter.safetensors")[0].keys()

@@ -77,6 +77,15 @@ def test_flop_count_of_a_depthwise_conv_step_is_three_forwards(bench):
     assert arithmetic.counted_flops(lambda: conv(x).sum().backward()) == 3 * forward
     x.requires_grad_(False)
     assert arithmetic.counted_flops(lambda: conv(x).sum().backward()) == 2 * forward
+    # transposed convs keep torch's own formula
+    from torch.utils.flop_counter import FlopCounterMode
+
+    up = torch.nn.ConvTranspose2d(4, 4, 3)
+    y = torch.randn(1, 4, 8, 8, requires_grad=True)
+    reference = FlopCounterMode(display=False)
+    with reference:
+        up(y).sum().backward()
+    assert arithmetic.counted_flops(lambda: up(y).sum().backward()) == reference.get_total_flops() > 0
 
 
 def test_arithmetic_floors(bench):

@@ -67,3 +67,23 @@ def test_two_runs_of_one_method_get_distinct_labels(tmp_path, labels, monkeypatc
     two = _run_dir(tmp_path, "seed1", "mona", history([1.0], "val/top1", [1.0]))
     assert main(["plot", one, two, *(["--labels", *labels] if labels else [])]) == 0
     assert sorted(seen) == (["mona (seed0)", "mona (seed1)"] if labels is None else ["x", "y"])
+
+
+def test_plot_command_errors_name_what_is_wrong(tmp_path, capsys):
+    run = _run_dir(tmp_path, "a", None, history([2.0, 1.0], "val/map", [10.0]))
+    assert main(["plot", run, "--metric", "val/top1", "--out", str(tmp_path / "x.png")]) == 2
+    assert "val/top1" in (err := capsys.readouterr().err) and "recorded: val/loss, val/map" in err
+    (tmp_path / "a" / "history.json").write_text("[1, 2]")
+    assert main(["plot", run]) == 2
+    assert "expected a monatune history" in capsys.readouterr().err
+
+
+def test_labels_and_records_tolerate_sparse_files(tmp_path):
+    from monatune.cli.plot import run_label
+
+    run = tmp_path / "run7"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: null\n")
+    assert run_label(run) == "run7"
+    sparse = {"step_loss": [1.0, 0.5], "val": [{"val/top1": 10.0}, {"val/top1": 20.0}]}  # no "epoch" keys
+    assert plot_runs({"mona (run7)": sparse}, tmp_path / "c.png").is_file()

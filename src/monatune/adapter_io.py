@@ -1,8 +1,9 @@
 """Adapter-only checkpoints: what a tuned model learned, in one safetensors file.
 
 The file holds the trainable parameters and the buffers training changes (``adapter_state_dict``):
-the persistent buffers of the ``train_modules`` (e.g. BatchNorm running statistics of a UperNet or
-Cascade head) and the running statistics of any other BatchNorm layer that trains. The backbone's
+every persistent buffer of the ``train_modules`` (e.g. the BatchNorm running statistics of a UperNet
+or Cascade head) and the running statistics of every BatchNorm-style layer elsewhere (train mode
+updates them whether or not its affine parameters train; Swin backbones have none). The backbone's
 other buffers (Swin's relative-position index, attention masks) are architecture constants and stay
 out.
 """
@@ -14,6 +15,7 @@ import itertools
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +25,8 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from monatune.tuning import apply, tuning_state
 
-FORMAT_VERSION = "2"  # 1: parameters only (still read: its buffers are left as they are)
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # 1: parameters only (read; a model's buffers are then left as they are)
 
 
 class AdapterMismatchError(ValueError):
@@ -37,13 +40,13 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def learned_buffers(model: nn.Module, train_modules: Sequence[str] = ()) -> dict[str, torch.Tensor]:
     """Persistent buffers that training may change, by state-dict name: every one inside the
-    ``train_modules`` and the running statistics of BatchNorm-style layers that train elsewhere."""
-    roots = tuple(f"{name}." for name in train_modules)
+    ``train_modules`` ("" = the whole model) and the running statistics of every BatchNorm-style layer."""
+    if isinstance(train_modules, str):
+        train_modules = [train_modules]
     out = {}
     for prefix, module in model.named_modules():
-        in_train_module = bool(roots) and f"{prefix}.".startswith(roots)
-        trained_norm = isinstance(module, _NormBase) and any(p.requires_grad for p in module.parameters(recurse=False))
-        if not (in_train_module or trained_norm):
+        in_train_module = any(name == "" or prefix == name or prefix.startswith(f"{name}.") for name in train_modules)
+        if not (in_train_module or isinstance(module, _NormBase)):
             continue
         for name, buf in module.named_buffers(recurse=False):
             if buf is not None and name not in module._non_persistent_buffers_set:
@@ -104,8 +107,14 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, o
         raise AdapterMismatchError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != "monatune-adapter":
         raise AdapterMismatchError(f"{path} is not a monatune adapter file (metadata 'format' missing)")
+    version = meta.get("format_version", "1")
+    if version not in READABLE_VERSIONS:
+        raise AdapterMismatchError(
+            f"{path} has adapter format version {version} (written by monatune {meta.get('monatune_version', '?')}); "
+            f"this monatune reads versions {', '.join(READABLE_VERSIONS)}: upgrade monatune"
+        )
     info = {
-        "format_version": meta.get("format_version", "1"),
+        "format_version": version,
         "method": meta["method"],
         "options": json.loads(meta.get("options", "{}")),
         "train_modules": json.loads(meta.get("train_modules", "[]")),
@@ -126,7 +135,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         # Rehearse on a shape-only copy so that a file that does not fit leaves the model plain.
         skeleton = _meta_copy(model)
         apply(skeleton, info["method"], train_modules=info["train_modules"], **info["options"])
-        _check_fit(_expected_in_file(skeleton, info), tensors, path, info["method"])
+        _check_fit(_expected_in_file(skeleton, info, path, warn=False), tensors, path, info["method"])
         apply(model, info["method"], train_modules=info["train_modules"], **info["options"])
     elif state["method"] != info["method"] or json.loads(json.dumps(state["options"])) != info["options"]:
         # (compared in JSON form: the file stores tuples as lists)
@@ -134,7 +143,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
             f"{path} holds method {info['method']!r} {info['options']}, the model is tuned with "
             f"{state['method']!r} {state['options']}"
         )
-    expected = _expected_in_file(model, info)
+    expected = _expected_in_file(model, info, path)
     _check_fit(expected, tensors, path, info["method"])
     with torch.no_grad():
         for key, target in expected.items():
@@ -142,9 +151,16 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-def _expected_in_file(model: nn.Module, info: dict[str, object]) -> dict[str, torch.Tensor]:
+def _expected_in_file(model: nn.Module, info: dict[str, object], path: str | Path, warn: bool = True) -> dict[str, torch.Tensor]:
     """The tensors a file of ``info``'s format version holds for this (tuned) model."""
     if info["format_version"] == "1":
+        left = sorted(set(adapter_state_dict(model)) - set(trainable_state_dict(model)))
+        if left and warn:
+            warnings.warn(
+                f"{path} is a format-1 adapter file (parameters only): {len(left)} buffer(s) keep the "
+                f"model's values, e.g. {', '.join(left[:4])}; save the adapter again to include them",
+                stacklevel=3,
+            )
         return trainable_state_dict(model)
     return adapter_state_dict(model)
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend stays as it is
 
 # The metric each task family is judged by, in the order tried when none is named.
 MAIN_METRICS = ("val/top1", "val/map", "val/miou", "val/segm_map", "val/bbox_map")
@@ -27,27 +26,32 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
 
 
 def _line_style(label: str) -> dict[str, Any]:
-    return dict(linewidth=2.6, color="crimson", zorder=10) if label == "mona" else dict(linewidth=1.4)
+    """Mona's curves stand out (labels "mona" and "mona (<run>)")."""
+    is_mona = label.split(" (")[0] == "mona"
+    return dict(linewidth=2.6, color="crimson", zorder=10) if is_mona else dict(linewidth=1.4)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    """Write the PNG atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
     return path
 
 
 def plot_loss_curves(histories: dict[str, list[float]], path: Path, title: str, xlabel: str = "iteration", window: int = 10) -> Path:
     """All methods' training-loss curves in one figure (cf. the paper's Fig. 3), moving-average smoothed."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.subplots()
     _loss_panel(ax, histories, window, xlabel)
     ax.set_title(title)
     return _save(fig, path)
 
 
-def _loss_panel(ax: plt.Axes, losses: dict[str, list[float]], window: int, xlabel: str = "iteration") -> None:
+def _loss_panel(ax: Axes, losses: dict[str, list[float]], window: int, xlabel: str = "iteration") -> None:
     for label, values in losses.items():
         if values:
             ax.plot(range(1, len(values) + 1), smooth(values, window), label=label, **_line_style(label))
@@ -73,13 +77,18 @@ def plot_runs(histories: dict[str, dict[str, Any]], path: Path, metric: str | No
     ``epoch``); ``metric`` defaults to ``main_metric``; ``window`` to 1/25 of the longest run."""
     losses = {label: list(h.get("step_loss", [])) for label, h in histories.items()}
     window = window or max(1, max((len(v) for v in losses.values()), default=0) // 25)
+    recorded = sorted({k for h in histories.values() for r in h.get("val", []) for k in r if k != "epoch"})
+    if metric is not None and metric not in recorded:
+        raise ValueError(f"metric {metric!r} was not recorded by these runs; recorded: {', '.join(recorded) or 'none'}")
     metric = metric or main_metric(histories)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    fig = Figure(figsize=(11, 4.2), dpi=120)
+    left, right = fig.subplots(1, 2)
     _loss_panel(left, losses, window)
     left.set_title("training loss")
     if metric is not None:
         for label, h in histories.items():
-            points = [(r["epoch"] + 1, r[metric]) for r in h.get("val", []) if metric in r]
+            records = [r for r in h.get("val", []) if metric in r]
+            points = [(r.get("epoch", i) + 1, r[metric]) for i, r in enumerate(records)]
             if points:
                 right.plot(*zip(*points), marker="o", label=label, **_line_style(label))
         right.set_xlabel("epoch")
@@ -96,6 +105,9 @@ def read_history(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} the out_dir of a monatune fit run?")
     try:
-        return json.loads(path.read_text())
+        history = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(history, dict) or not isinstance(history.get("step_loss", []), list):
+        raise ValueError(f"{path}: expected a monatune history (an object with step_loss and val lists)")
+    return history

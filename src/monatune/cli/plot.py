@@ -26,9 +26,10 @@ def run_label(run_dir: Path) -> str:
 
     config = run_dir / "config.yaml"
     if config.is_file():
-        method = (yaml.safe_load(config.read_text()) or {}).get("model", {}).get("method")
-        if method:
-            return str(method)
+        raw = yaml.safe_load(config.read_text())
+        model = raw.get("model") if isinstance(raw, dict) else None
+        if isinstance(model, dict) and model.get("method"):
+            return str(model["method"])
     return run_dir.name
 
 

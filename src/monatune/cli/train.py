@@ -38,7 +38,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Write the adapter file (trained tensors only, safetensors) of a run's checkpoint. "
         "Nothing is downloaded: the backbone is built with random weights, the checkpoint holds every trained tensor.",
     )
-    p.add_argument("--config", "-c", help="the run's experiment YAML (its out_dir/config.yaml will do)")
+    p.add_argument("--config", "-c", required=True, help="the run's experiment YAML (its out_dir/config.yaml will do)")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the run's checkpoints/last.ckpt)")
     p.add_argument("--out", default=None, help="adapter file to write (default: the run's out_dir/adapter.safetensors)")
     p.set_defaults(func=export_command, command="export")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -58,14 +59,17 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: s
 
     ``fit`` ends by writing the adapter file (trained tensors only) to ``out_dir/adapter.safetensors``
     and the training-loss and validation-metric curves to ``out_dir/curves.png``.
-    ``adapter``: for validate/test, an adapter file loaded into the freshly built model (instead of,
-    or before, ``ckpt``)."""
+    ``adapter``: for validate/test, an adapter file loaded into the freshly built model (instead of
+    ``ckpt``). Only ``fit`` writes ``out_dir/config.yaml`` (the run's own config)."""
     if adapter is not None and command == "fit":
         raise ValueError("--adapter is for validate/test; fit resumes from --ckpt")
+    if adapter is not None and ckpt is not None:
+        raise ValueError("give --adapter or --ckpt, not both (the checkpoint would replace the adapter's tensors)")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     out_dir = Path(cfg.trainer.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if command == "fit":
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     build_module, build_data = task_builders(cfg.task)
     module, data = build_module(cfg), build_data(cfg)
     if adapter is not None:
@@ -78,9 +82,8 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: s
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         if trainer.is_global_zero:
             save_adapter(module.model, out_dir / ADAPTER_FILE)
-            from monatune.plots import plot_runs
-
-            plot_runs({cfg.model.method: history.as_dict()}, out_dir / CURVES_FILE)
+            _plot_curves(cfg.model.method, history, out_dir / CURVES_FILE)
+        trainer.strategy.barrier()  # every rank returns once the adapter file is there
     elif command == "validate":
         metrics = trainer.validate(module, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
     elif command == "test":
@@ -97,12 +100,25 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: s
     }
 
 
+def _plot_curves(label: str, history: History, path: Path) -> None:
+    """curves.png of a finished fit; a plotting failure warns instead of failing the trained run."""
+    try:
+        from monatune.plots import plot_runs
+
+        plot_runs({label: history.as_dict()}, path)
+    except Exception as exc:  # matplotlib/font/disk problems must not lose a finished run
+        warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", stacklevel=2)
+
+
 def export_adapter(cfg: ExperimentConfig, ckpt: str | Path, out: str | Path) -> Path:
     """Write the adapter file of a training checkpoint (``last.ckpt`` or any other) of ``cfg``'s run.
 
-    The model is built with random backbone weights (nothing is downloaded or read besides ``ckpt``):
-    the checkpoint holds every trained tensor, which is all an adapter file keeps."""
-    cfg = replace(cfg, model=replace(cfg.model, pretrained=False, weights=None))
+    The backbone's pretrained weights are not downloaded or read (the architecture named by
+    ``model.pretrained`` or ``model.backbone`` is built with random weights; the embedded backbone
+    loads its shipped file): the checkpoint holds every trained tensor, all an adapter file keeps."""
+    m = cfg.model
+    architecture = m.pretrained if isinstance(m.pretrained, str) else m.backbone
+    cfg = replace(cfg, model=replace(m, backbone=architecture, pretrained=False, weights=None))
     module = load_checkpoint_tensors(task_builders(cfg.task)[0](cfg), ckpt)
     return save_adapter(module.model, out)
 
