@@ -134,3 +134,48 @@ def test_history_records_each_epochs_validation_metrics(tmp_path):
     trainer.fit(module, datamodule=data)
     assert [v["epoch"] for v in history.val] == [0, 1]
     assert history.val[-1]["val/top1"] == pytest.approx(float(trainer.callback_metrics["val/top1"]))
+
+
+def _trained(cfg, drop_path: bool = True) -> tuple[dict[str, torch.Tensor], int]:
+    """(trainable tensors after fitting ``cfg``'s tiny classifier, optimizer steps taken)."""
+    module, data = make(cfg)
+    if not drop_path:  # tiny_swin keeps timm's default stochastic depth: its draws depend on the batching
+        for m in module.model.modules():
+            if hasattr(m, "drop_prob"):
+                m.drop_prob = 0.0
+    trainer = build_trainer(cfg, checkpoints=False, logging=False)
+    trainer.fit(module, datamodule=data)
+    return {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}, trainer.global_step
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
+    """Batches of 4 accumulated over 2 steps train like batches of 8 (same samples per optimizer step).
+    SGD: Adam's first steps are lr * sign(g), which float noise in near-zero gradients would flip."""
+    sgd = {"trainer__max_epochs": 1, "optim__optimizer": "sgd", "optim__lr": 0.05}
+    big, big_steps = _trained(tiny_config(tmp_path / "a", "lora", data__batch_size=8, **sgd), drop_path=False)
+    acc, acc_steps = _trained(tiny_config(tmp_path / "b", "lora", data__batch_size=4, trainer__accumulate_grad_batches=2, **sgd), drop_path=False)
+    assert acc_steps == big_steps == 48 // 8
+    for name in big:
+        torch.testing.assert_close(acc[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_block_checkpointing_from_the_config_trains_identically(tmp_path):
+    from monatune.checkpointing import _INNER_ATTR
+
+    plain, _ = _trained(tiny_config(tmp_path / "a", "mona", trainer__max_epochs=1))
+    cfg = tiny_config(tmp_path / "b", "mona", trainer__max_epochs=1, model__checkpoint_blocks=True)
+    module, _ = make(cfg)
+    blocks = [m for m in module.model.modules() if _INNER_ATTR in m.__dict__]
+    assert len(blocks) == 4  # every block of the tiny Swin (depths 1, 1, 1, 1)
+    checkpointed, _ = _trained(cfg)
+    for name in plain:  # dropout and drop-path draws are replayed in the recomputation
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+    staged, _ = make(tiny_config(tmp_path / "c", "mona", model__checkpoint_blocks=[0]))
+    assert sum(_INNER_ATTR in m.__dict__ for m in staged.model.modules()) == 1
+
+
+def test_checkpoint_blocks_config_values_are_checked(tmp_path):
+    from monatune.engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.checkpoint_blocks"):
+        tiny_config(tmp_path, model__checkpoint_blocks="yes")

@@ -34,6 +34,9 @@ class ModelConfig:
     drop_path_rate: float = 0.2
     head: str = "linear"  # task-specific head/detector name (e.g. retinanet, cascade_mask_rcnn, upernet)
     head_options: dict[str, Any] = field(default_factory=dict)
+    # activation checkpointing of the Swin blocks (monatune.checkpoint_blocks) for large inputs:
+    # true = every stage, a list = these stages (0-based), false = off. Same results, ~1 extra block forward.
+    checkpoint_blocks: bool | list[int] = False
 
 
 @dataclass
@@ -88,6 +91,7 @@ class TrainerConfig:
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
     deterministic: bool = False
+    accumulate_grad_batches: int = 1  # one optimizer step per this many batches (schedules count optimizer steps)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from monatune.checkpointing import checkpoint_blocks
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.optim import build_optimizer
 from monatune.engine.schedules import build_scheduler
@@ -28,6 +29,9 @@ class TunedModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        if cfg.model.checkpoint_blocks:
+            stages = None if cfg.model.checkpoint_blocks is True else cfg.model.checkpoint_blocks
+            checkpoint_blocks(model, stages=stages)
         # Checkpoints hold trainable tensors only; load_state_dict checks the keys itself.
         self.strict_loading = False
 

@@ -81,5 +81,6 @@ def build_trainer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         deterministic=t.deterministic,
+        accumulate_grad_batches=t.accumulate_grad_batches,
         plugins=[SafeCheckpointIO()],
     )
