@@ -23,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     p.add_argument("--topk", type=int, default=5, help="classification: classes per image (default 5)")
     p.add_argument("--score-threshold", type=float, default=0.0, help="detection: drop boxes scoring lower")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--class-names", help="classification: a text file with one class name per line, in index order")
     p.set_defaults(func=run_command, command="predict")
 
@@ -39,6 +40,6 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
         if len(names) != cfg.model.num_classes:
             raise ValueError(f"--class-names {args.class_names}: {len(names)} names for model.num_classes = {cfg.model.num_classes}")
         options["class_names"] = names
-    written = predict(cfg, args.images, args.out, adapter=args.adapter, ckpt=args.ckpt, options=options)
+    written = predict(cfg, args.images, args.out, adapter=args.adapter, ckpt=args.ckpt, options=options, device=args.device)
     print(f"wrote {len(written)} file(s) to {args.out}: " + ", ".join(p.name for p in written[:5]) + (" ..." if len(written) > 5 else ""))
     return 0

@@ -74,12 +74,16 @@ def trained_module(cfg: ExperimentConfig, adapter: str | Path | None = None, ckp
 def predict(
     cfg: ExperimentConfig, inputs: Sequence[str | Path], out_dir: str | Path, *,
     adapter: str | Path | None = None, ckpt: str | Path | None = None, options: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Predict every image of ``inputs`` with the trained model; returns the files written to ``out_dir``."""
+    """Predict every image of ``inputs`` with the trained model; returns the files written to ``out_dir``.
+
+    ``device``: where the model runs (default: CUDA when available, else the CPU)."""
     if cfg.task not in PREDICTORS:
         raise ValueError(f"predict: no predictor for task {cfg.task!r}; valid: {', '.join(PREDICTORS)}")
     paths = image_paths(inputs)
-    module = trained_module(cfg, adapter, ckpt)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module = trained_module(cfg, adapter, ckpt).to(device)
     module_name, func = PREDICTORS[cfg.task].split(":")
     predictor: Predictor = getattr(importlib.import_module(module_name), func)
     out_dir = Path(out_dir)
@@ -90,3 +94,9 @@ def predict(
 
 def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+def to_device(images: torch.Tensor | list[torch.Tensor], module: Any) -> torch.Tensor | list[torch.Tensor]:
+    """``images`` (a batch or a list) on the device of ``module``'s parameters."""
+    device = next(module.parameters()).device
+    return images.to(device) if isinstance(images, torch.Tensor) else [image.to(device) for image in images]

@@ -12,7 +12,7 @@ from monatune.data.classification_transforms import eval_transform
 from monatune.data.errors import read_rgb_image
 from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.predict import batches
+from monatune.engine.predict import batches, to_device
 
 
 def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
@@ -25,7 +25,7 @@ def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_d
     rows = []
     for chunk in batches(paths, d.eval_batch_size or d.batch_size):
         images = torch.stack([transform(to_pil_image(read_rgb_image(p))) for p in chunk])
-        probs, classes = module(images).softmax(dim=-1).topk(topk, dim=-1)
+        probs, classes = module(to_device(images, module)).float().softmax(dim=-1).topk(topk, dim=-1)
         for path, p, c in zip(chunk, probs.tolist(), classes.tolist()):
             top = [{"class": k, "probability": round(v, 6), **({"name": names[k]} if names else {})} for k, v in zip(c, p)]
             rows.append({"image": str(path), "top": top})

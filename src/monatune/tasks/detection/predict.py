@@ -11,7 +11,7 @@ from faster_coco_eval.core import mask as mask_api
 
 from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.predict import batches, load_image
+from monatune.engine.predict import batches, load_image, to_device
 
 
 def predict_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
@@ -22,7 +22,8 @@ def predict_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir
     mask_threshold = float(options.get("mask_threshold", 0.5))
     rows = []
     for chunk in batches(paths, cfg.data.eval_batch_size or cfg.data.batch_size):
-        for path, out in zip(chunk, module([load_image(p) for p in chunk])):
+        for path, out in zip(chunk, module(to_device([load_image(p) for p in chunk], module))):
+            out = {k: v.cpu() for k, v in out.items()}
             keep = out["scores"] >= threshold
             labels = out["labels"][keep].tolist()
             row: dict[str, Any] = {

@@ -7,7 +7,7 @@ from typing import Any
 
 from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.predict import load_image
+from monatune.engine.predict import load_image, to_device
 from monatune.tasks.oriented.dota_eval import write_task1_submission
 from monatune.tasks.oriented.patches import crop_patch, merge_patch_detections, patch_name, patch_windows
 
@@ -27,7 +27,7 @@ def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path],
         results = {}
         for x0, y0 in windows:
             patch = crop_patch(image, x0, y0, patch_size) if patch_size else image
-            out = module([patch])[0]
+            out = {k: v.cpu() for k, v in module(to_device([patch], module))[0].items()}
             keep = out["scores"] >= threshold
             results[patch_name(path.stem, x0, y0)] = {k: out[k][keep] for k in ("boxes", "scores", "labels")}
         detections.update(merge_patch_detections(results))

@@ -13,7 +13,7 @@ from torchvision import tv_tensors
 
 from monatune.data.dense_transforms import semantic_eval_transforms
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.predict import load_image
+from monatune.engine.predict import load_image, to_device
 
 
 def predict_label_maps(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
@@ -31,7 +31,7 @@ def predict_label_maps(module: Any, cfg: ExperimentConfig, paths: list[Path], ou
     written = []
     for path in paths:
         image = load_image(path)
-        logits = module(transform(tv_tensors.Image(image)).as_subclass(torch.Tensor)[None])
+        logits = module(to_device(transform(tv_tensors.Image(image)).as_subclass(torch.Tensor)[None], module)).float().cpu()
         logits = F.interpolate(logits, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
         labels = (logits.argmax(dim=1)[0] + offset).numpy().astype(dtype)
         target = folder / f"{path.stem}.png"
