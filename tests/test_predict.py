@@ -46,6 +46,7 @@ def test_classification_predictions_score_like_validate(tmp_path, capsys):
     rows = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert len(rows) == 8
     for row in rows:
+        assert [t["name"] for t in row["top"]] == [f"class{t['class']}" for t in row["top"]]  # the image folder's classes
         probs = [t["probability"] for t in row["top"]]
         assert len(probs) == 2 and probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
     # the folder's class index (class0, class1) against the predicted top-1: the validation accuracy

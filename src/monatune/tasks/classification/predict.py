@@ -17,10 +17,11 @@ from monatune.engine.predict import batches, to_device
 
 def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
     """Each image through the config's eval transform (resize, centre crop, ImageNet normalisation);
-    options: ``topk`` (default 5), ``class_names`` (index -> name)."""
+    options: ``topk`` (default 5), ``class_names`` (index -> name; default: an image folder's class
+    folders when its training split is on this machine)."""
     d = cfg.data
     transform = eval_transform(d.image_size, d.resize_size)
-    names = options.get("class_names")
+    names = options.get("class_names") or imagefolder_class_names(cfg)
     topk = min(int(options.get("topk", 5)), cfg.model.num_classes)
     rows = []
     for chunk in batches(paths, d.eval_batch_size or d.batch_size):
@@ -32,3 +33,14 @@ def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_d
     path = out_dir / "predictions.json"
     write_json_atomic(path, rows)
     return [path]
+
+
+def imagefolder_class_names(cfg: ExperimentConfig) -> list[str] | None:
+    """The sorted class folders of an ``imagefolder`` dataset's training split (the label order the
+    model learned), when they are on this machine and match ``num_classes``; else None."""
+    d = cfg.data
+    split_dir = Path(d.root) / d.train_split if d.dataset == "imagefolder" and d.root else None
+    if split_dir is None or not split_dir.is_dir():
+        return None
+    names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    return names if len(names) == cfg.model.num_classes else None
