@@ -179,3 +179,14 @@ def test_checkpoint_blocks_config_values_are_checked(tmp_path):
 
     with pytest.raises(ConfigError, match="model.checkpoint_blocks"):
         tiny_config(tmp_path, model__checkpoint_blocks="yes")
+
+
+def test_checkpointing_an_absent_stage_and_zero_accumulation_are_refused(tmp_path):
+    from monatune.engine.config import ConfigError
+
+    with pytest.raises(ValueError, match=r"no stage\(s\) \[5\] in this model; its stages: \[0, 1, 2, 3\]"):
+        make(tiny_config(tmp_path, model__checkpoint_blocks=[0, 5]))
+    with pytest.raises(ConfigError, match="trainer.accumulate_grad_batches: must be at least 1"):
+        tiny_config(tmp_path, trainer__accumulate_grad_batches=0)
+    with pytest.raises(ConfigError, match="model.checkpoint_blocks"):
+        tiny_config(tmp_path, model__checkpoint_blocks=[-1])

@@ -87,3 +87,14 @@ def test_labels_and_records_tolerate_sparse_files(tmp_path):
     assert run_label(run) == "run7"
     sparse = {"step_loss": [1.0, 0.5], "val": [{"val/top1": 10.0}, {"val/top1": 20.0}]}  # no "epoch" keys
     assert plot_runs({"mona (run7)": sparse}, tmp_path / "c.png").is_file()
+
+
+def test_runs_in_same_named_folders_keep_their_own_curves(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("monatune.plots.plot_runs", lambda histories, path, metric=None: seen.update(histories) or path)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    one = _run_dir(tmp_path / "x", "mona", "mona", history([1.0], "val/top1", [1.0]))
+    two = _run_dir(tmp_path / "y", "mona", "mona", history([2.0], "val/top1", [2.0]))
+    assert main(["plot", one, two]) == 0
+    assert len(seen) == 2 and all(label.startswith("mona (") for label in seen)

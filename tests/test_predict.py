@@ -156,3 +156,39 @@ def test_instance_masks_are_coco_rle_of_the_image_size(tmp_path):
         for rle in row["masks"]:
             decoded = mask_api.decode({"size": rle["size"], "counts": rle["counts"].encode()})
             assert decoded.shape == (height, width) and set(np.unique(decoded)) <= {0, 1}
+
+
+def test_unreadable_and_high_bit_depth_images_are_skipped_with_a_warning_and_ids_must_be_unique(tmp_path):
+    from monatune.data.errors import DatasetError, read_rgb_image
+    from monatune.engine.predict import image_ids, readable_images
+
+    good = tmp_path / "a" / "good.png"
+    good.parent.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    (tmp_path / "a" / "broken.jpg").write_bytes(b"not a jpeg")
+    deep = tmp_path / "a" / "deep.png"
+    Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).save(deep)  # 16-bit grey
+    with pytest.raises(DatasetError, match="16-bit/32-bit image; convert it to 8-bit"):
+        read_rgb_image(deep)
+    with pytest.warns(UserWarning, match="skipping 2 unreadable image"):
+        assert readable_images(image_paths([tmp_path / "a"])) == [good]
+    (tmp_path / "b").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "b" / "good.jpg")
+    with pytest.raises(ValueError, match="two images share the id 'good'"):
+        image_ids(image_paths([tmp_path / "a", tmp_path / "b"]))
+    # the output folder is never read back as input
+    assert image_paths([tmp_path], exclude=tmp_path / "b") == image_paths([tmp_path / "a"])
+
+
+def test_oriented_images_without_patches_keep_the_models_own_detections(tmp_path):
+    cfg = oriented_config(tmp_path)
+    cfg.model.head_options["score_threshold"] = 0.0
+    module, adapter = _trained_files(cfg, tmp_path)
+    cfg.data.options.pop("patch_size")  # whole images: no merge, so no extra NMS
+    image = sorted((tmp_path / "data" / "val" / "images").glob("*.png"))[0]
+    predict(cfg, [image], tmp_path / "out", adapter=adapter)
+    (row,) = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    pixels = torch.from_numpy(np.asarray(Image.open(image).convert("RGB"))).permute(2, 0, 1).float() / 255
+    with torch.inference_mode():
+        direct = module([pixels])[0]
+    assert row["scores"] == pytest.approx(direct["scores"].tolist(), abs=1e-6) and len(row["scores"]) > 0

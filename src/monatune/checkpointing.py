@@ -33,7 +33,13 @@ def checkpoint_blocks(model: nn.Module, enabled: bool = True, *, stages: Sequenc
 
     Checkpointing acts only in training mode with gradients enabled; eval and no-grad runs are untouched.
     """
-    for site in find_block_sites(model):
+    sites = find_block_sites(model)
+    if stages is not None:
+        found = sorted({site.stage for site in sites})
+        missing = sorted(set(stages) - set(found))
+        if missing:
+            raise ValueError(f"checkpoint_blocks: no stage(s) {missing} in this model; its stages: {found}")
+    for site in sites:
         block = site.block
         wrapped = _INNER_ATTR in block.__dict__
         want = enabled and (stages is None or site.stage in stages)

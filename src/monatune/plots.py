@@ -37,8 +37,11 @@ def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -108,6 +111,6 @@ def read_history(run_dir: str | Path) -> dict[str, Any]:
         history = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(history, dict) or not isinstance(history.get("step_loss", []), list):
+    if not isinstance(history, dict) or not all(isinstance(history.get(k, []), list) for k in ("step_loss", "val")):
         raise ValueError(f"{path}: expected a monatune history (an object with step_loss and val lists)")
     return history

@@ -42,6 +42,8 @@ def run_command(args: argparse.Namespace) -> int:
     labels = args.labels or [run_label(r) for r in runs]
     if len(set(labels)) != len(labels):  # two runs of one method: tell them apart by folder
         labels = [f"{label} ({run.name})" for label, run in zip(labels, runs)]
+    if len(set(labels)) != len(labels):  # ... and by their whole paths when the folders share a name
+        labels = [f"{label.split(' (')[0]} ({run})" for label, run in zip(labels, runs)]
     histories = {label: read_history(run) for label, run in zip(labels, runs)}
     print(f"wrote {plot_runs(histories, Path(args.out), metric=args.metric)}")
     return 0

@@ -33,6 +33,8 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     from monatune.engine.config import load_config
     from monatune.engine.predict import predict
 
+    if args.topk < 1:
+        raise ValueError(f"--topk must be at least 1, got {args.topk}")
     cfg = load_config(args.config, split_overrides(extra))
     options = {"topk": args.topk, "score_threshold": args.score_threshold}
     if args.class_names:

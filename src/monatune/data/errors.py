@@ -35,7 +35,20 @@ def read_rgb_image(path: str | Path) -> tv_tensors.Image:
         raise DatasetError(path, "image file not found")
     try:  # PIL rather than torchvision.io, whose decoders are deprecated since torchvision 0.29
         with Image.open(path) as pil:
-            array = np.ascontiguousarray(np.asarray(pil.convert("RGB")).transpose(2, 0, 1))
+            array = np.ascontiguousarray(np.asarray(to_rgb8(pil, path)).transpose(2, 0, 1))
+    except DatasetError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(path, f"cannot decode image ({exc})") from None
     return tv_tensors.Image(torch.from_numpy(array))
+
+
+HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def to_rgb8(pil: Image.Image, path: str | Path) -> Image.Image:
+    """``pil`` as 8-bit RGB. 16-bit and float images are refused (PIL's conversion would clip them
+    to 255 or zero, silently): the error names the file and says what to do."""
+    if pil.mode in HIGH_BIT_DEPTH_MODES:
+        raise DatasetError(path, f"{pil.mode!r} is a 16-bit/32-bit image; convert it to 8-bit RGB (scaling its range) first")
+    return pil.convert("RGB")

@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 from PIL import Image
 from torch.utils.data import Dataset
 
+from monatune.data.errors import to_rgb8
+
 
 class CorruptImageError(ValueError):
     """An image file cannot be decoded; the message names it."""
@@ -21,6 +23,7 @@ def find_unreadable(paths: Sequence[Path]) -> list[tuple[Path, str]]:
         try:
             with Image.open(path) as im:
                 im.load()  # full decode: truncated files fail here, not only in verify()
+                to_rgb8(im, path)  # 16-bit / float images: refused here rather than clipped later
         except Exception as exc:  # PIL raises many types for bad data
             bad.append((path, f"{type(exc).__name__}: {exc}"))
     return bad
@@ -72,7 +75,7 @@ class LabeledImageList(Dataset):
         path, label = self.samples[index]
         try:
             with Image.open(path) as im:
-                image = im.convert("RGB")
+                image = to_rgb8(im, path)
         except Exception as exc:
             raise CorruptImageError(f"cannot decode image {path}: {exc}") from exc
         return (self.transform(image) if self.transform else image), label

@@ -204,6 +204,11 @@ def _check_choices(cfg: ExperimentConfig) -> None:
             f"model.method_options: unknown {unknown} for {cfg.model.method!r}; "
             f"valid: {', '.join(option_names(cfg.model.method)) or '(none)'}"
         )
+    if cfg.trainer.accumulate_grad_batches < 1:
+        raise ConfigError(f"trainer.accumulate_grad_batches: must be at least 1, got {cfg.trainer.accumulate_grad_batches}")
+    stages = cfg.model.checkpoint_blocks
+    if isinstance(stages, list) and (not stages or any(s < 0 for s in stages)):
+        raise ConfigError(f"model.checkpoint_blocks: a list of stage indices (0, 1, 2, ...) or true/false, got {stages}")
 
 
 def parse_config(raw: dict[str, Any]) -> ExperimentConfig:

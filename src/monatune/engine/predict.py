@@ -1,12 +1,14 @@
 """Run a trained model on image files: ``monatune predict``.
 
 The model is built from the run's config (pretrained backbone as configured), then the trained
-tensors are loaded from an adapter file or a checkpoint. Each task family writes what its field
+tensors are loaded from an adapter file or a checkpoint. Unreadable (and 16-bit) images are skipped
+with one warning; per-image outputs are named by file name, which must therefore be unique. Each task family writes what its field
 uses (see its ``predict.py``):
 
 - classification: ``predictions.json``, the top-k classes and probabilities per image;
 - detection / instance segmentation: ``predictions.json``, boxes (x1, y1, x2, y2 in input pixels),
-  scores, labels (1..C) and class names per image, plus COCO RLE masks for instance segmentation;
+  scores, labels (1..C) and class names per image (detection), plus COCO RLE masks for instance
+  segmentation (labels are the model's contiguous 1..C, not COCO category ids);
 - semantic segmentation: one label PNG per image in ``masks/`` (ADE20K convention: 0 = unlabelled,
   k = class k - 1 of the model when the data reduced the zero label);
 - oriented detection: DOTA Task1 files (``Task1_<class>.txt``), large images cut into the config's
@@ -16,6 +18,7 @@ uses (see its ``predict.py``):
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,6 +26,7 @@ import torch
 
 from monatune.adapter_io import load_adapter
 from monatune.data.errors import read_rgb_image
+from monatune.data.image_list import find_unreadable
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.run import load_checkpoint_tensors, task_builders
 
@@ -39,8 +43,10 @@ PREDICTORS: dict[str, str] = {
 Predictor = Callable[[Any, ExperimentConfig, list[Path], Path, dict[str, Any]], list[Path]]
 
 
-def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files among ``inputs`` (files, or folders searched recursively), sorted per folder."""
+def image_paths(inputs: Sequence[str | Path], exclude: str | Path | None = None) -> list[Path]:
+    """Image files among ``inputs`` (files, or folders searched recursively), sorted per folder;
+    nothing under ``exclude`` (the output folder, so a rerun does not read its own masks)."""
+    skip = Path(exclude).resolve() if exclude is not None else None
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -49,9 +55,34 @@ def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
             found.append(item)
         else:
             raise FileNotFoundError(f"{item}: no such image file or folder")
+    if skip is not None:
+        found = [p for p in found if not p.resolve().is_relative_to(skip)]
     if not found:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
     return found
+
+
+def readable_images(paths: list[Path]) -> list[Path]:
+    """``paths`` without the files that cannot be decoded, which are named in one warning."""
+    bad = find_unreadable(paths)
+    if bad:
+        warnings.warn(f"skipping {len(bad)} unreadable image(s): " + "; ".join(f"{p} ({why})" for p, why in bad[:8]), stacklevel=2)
+    dropped = {p for p, _ in bad}
+    kept = [p for p in paths if p not in dropped]
+    if not kept:
+        raise FileNotFoundError("none of the images could be decoded")
+    return kept
+
+
+def image_ids(paths: list[Path]) -> list[str]:
+    """File names without suffix, the ids of per-image outputs (mask PNGs, DOTA Task1 lines): two
+    inputs with one id would overwrite each other, so that is an error naming both."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise ValueError(f"two images share the id {path.stem!r}: {seen[path.stem]} and {path}; rename one")
+        seen[path.stem] = path
+    return list(seen)
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -81,7 +112,7 @@ def predict(
     ``device``: where the model runs (default: CUDA when available, else the CPU)."""
     if cfg.task not in PREDICTORS:
         raise ValueError(f"predict: no predictor for task {cfg.task!r}; valid: {', '.join(PREDICTORS)}")
-    paths = image_paths(inputs)
+    paths = readable_images(image_paths(inputs, exclude=out_dir))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     module = trained_module(cfg, adapter, ckpt).to(device)
     module_name, func = PREDICTORS[cfg.task].split(":")

@@ -80,10 +80,16 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: s
     if command == "fit":
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        failure = None
         if trainer.is_global_zero:
-            save_adapter(module.model, out_dir / ADAPTER_FILE)
+            try:
+                save_adapter(module.model, out_dir / ADAPTER_FILE)
+            except Exception as exc:  # reached the barrier first, so other DDP ranks do not hang
+                failure = exc
             _plot_curves(cfg.model.method, history, out_dir / CURVES_FILE)
         trainer.strategy.barrier()  # every rank returns once the adapter file is there
+        if failure is not None:
+            raise failure
     elif command == "validate":
         metrics = trainer.validate(module, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
     elif command == "test":

@@ -35,7 +35,7 @@ def predict_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir
             if names:
                 row["classes"] = [names[label - 1] for label in labels]
             if "masks" in out:
-                row["masks"] = [_rle(mask[0] >= mask_threshold) for mask in out["masks"][keep]]
+                row["masks"] = [_rle(mask[0] > mask_threshold) for mask in out["masks"][keep]]  # as the COCO metric
             rows.append(row)
     path = out_dir / "predictions.json"
     write_json_atomic(path, rows)

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision import tv_tensors
 
 from monatune.data.dense_transforms import semantic_eval_transforms
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.predict import load_image, to_device
+from monatune.data.errors import read_rgb_image
+from monatune.engine.predict import image_ids, to_device
 
 
 def predict_label_maps(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
@@ -29,12 +29,12 @@ def predict_label_maps(module: Any, cfg: ExperimentConfig, paths: list[Path], ou
     folder = out_dir / "masks"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in paths:
-        image = load_image(path)
-        logits = module(to_device(transform(tv_tensors.Image(image)).as_subclass(torch.Tensor)[None], module)).float().cpu()
+    for image_id, path in zip(image_ids(paths), paths):
+        image = read_rgb_image(path)  # uint8, resized before the float conversion, as the eval dataset does
+        logits = module(to_device(transform(image).as_subclass(torch.Tensor)[None], module)).float()
         logits = F.interpolate(logits, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
-        labels = (logits.argmax(dim=1)[0] + offset).numpy().astype(dtype)
-        target = folder / f"{path.stem}.png"
+        labels = (logits.argmax(dim=1)[0] + offset).cpu().numpy().astype(dtype)
+        target = folder / f"{image_id}.png"
         Image.fromarray(labels).save(target)
         written.append(target)
     return written
