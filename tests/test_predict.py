@@ -192,3 +192,17 @@ def test_oriented_images_without_patches_keep_the_models_own_detections(tmp_path
     with torch.inference_mode():
         direct = module([pixels])[0]
     assert row["scores"] == pytest.approx(direct["scores"].tolist(), abs=1e-6) and len(row["scores"]) > 0
+
+
+def test_known_class_lists_name_classification_predictions(tmp_path):
+    from monatune.engine.config import parse_config
+    from monatune.tasks.classification.predict import known_class_names
+
+    voc = parse_config({"model": {"num_classes": 20}, "data": {"dataset": "voc07_cls", "root": str(tmp_path)}})
+    assert known_class_names(voc)[:3] == ["aeroplane", "bicycle", "bird"]
+    for name in ("cats", "dogs"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+    folder = parse_config({"model": {"num_classes": 2}, "data": {"dataset": "imagefolder", "root": str(tmp_path)}})
+    assert known_class_names(folder) == ["cats", "dogs"]
+    wrong = parse_config({"model": {"num_classes": 3}, "data": {"dataset": "imagefolder", "root": str(tmp_path)}})
+    assert known_class_names(wrong) is None  # names that do not fit the head are not guessed

@@ -17,11 +17,10 @@ from monatune.engine.predict import batches, to_device
 
 def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
     """Each image through the config's eval transform (resize, centre crop, ImageNet normalisation);
-    options: ``topk`` (default 5), ``class_names`` (index -> name; default: an image folder's class
-    folders when its training split is on this machine)."""
+    options: ``topk`` (default 5), ``class_names`` (index -> name; default: ``known_class_names``)."""
     d = cfg.data
     transform = eval_transform(d.image_size, d.resize_size)
-    names = options.get("class_names") or imagefolder_class_names(cfg)
+    names = options.get("class_names") or known_class_names(cfg)
     topk = min(int(options.get("topk", 5)), cfg.model.num_classes)
     rows = []
     for chunk in batches(paths, d.eval_batch_size or d.batch_size):
@@ -35,12 +34,18 @@ def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_d
     return [path]
 
 
-def imagefolder_class_names(cfg: ExperimentConfig) -> list[str] | None:
-    """The sorted class folders of an ``imagefolder`` dataset's training split (the label order the
-    model learned), when they are on this machine and match ``num_classes``; else None."""
+def known_class_names(cfg: ExperimentConfig) -> list[str] | None:
+    """The class names of the config's dataset, in label order, when known without downloading:
+    VOC2007's 20 classes, or the sorted class folders of an ``imagefolder`` training split on this
+    machine (when they match ``num_classes``); else None."""
     d = cfg.data
-    split_dir = Path(d.root) / d.train_split if d.dataset == "imagefolder" and d.root else None
-    if split_dir is None or not split_dir.is_dir():
-        return None
-    names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if d.dataset == "voc07_cls":
+        from monatune.data.voc import VOC_CLASSES
+
+        names = list(VOC_CLASSES)
+    else:
+        split_dir = Path(d.root) / d.train_split if d.dataset == "imagefolder" and d.root else None
+        if split_dir is None or not split_dir.is_dir():
+            return None
+        names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     return names if len(names) == cfg.model.num_classes else None
