@@ -5,7 +5,7 @@ forward + backward of one Mona (train mode, dropout on), its counted matmul/conv
 (``arithmetic.counted_flops``), the rate, and the time of all the stage's Monas. Compare the rate
 with full fine-tuning's whole-step rate (``arithmetic.py`` FLOPs over ``train_step.py`` time).
 
-    OMP_WAIT_POLICY=PASSIVE python bench/mona_rate.py --model swin_b
+    OMP_WAIT_POLICY=PASSIVE python bench/mona_rate.py --model swin_b [--profile]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,10 +30,11 @@ STAGES = {
 }
 
 
-def stage_rate(shape: tuple[int, int, int, int, int], repeats: int) -> dict[str, float]:
+def training_step(shape: tuple[int, ...]) -> Callable[[], None]:
+    """Forward + backward of one Mona (train mode, dropout on) on a (B, H, W, C) input of ``shape``."""
     from monatune.layers.mona import Mona
 
-    b, h, w, c, count = shape
+    b, h, w, c = shape[:4]
     torch.manual_seed(0)
     mona = Mona(c).train()
     x = torch.randn(b, h, w, c, requires_grad=True)
@@ -41,6 +43,23 @@ def stage_rate(shape: tuple[int, int, int, int, int], repeats: int) -> dict[str,
     def step() -> None:
         mona(x).backward(grad)
 
+    return step
+
+
+def profile_table(shape: tuple[int, ...], rows: int = 20) -> str:
+    """torch.profiler's ops of three training steps of one Mona, by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = training_step(shape)
+    time_calls(step, 0, warmup=3)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        time_calls(step, 3, warmup=0)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def stage_rate(shape: tuple[int, int, int, int, int], repeats: int) -> dict[str, float]:
+    count = shape[4]
+    step = training_step(shape)
     flops = counted_flops(step)
     seconds = median(time_calls(step, repeats, warmup=2))
     return {"count": count, "step_ms": seconds * 1e3, "gflop": flops / 1e9, "gflop_per_s": flops / seconds / 1e9,
@@ -53,8 +72,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's op table of the first stage's Mona")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile:
+        print(profile_table(STAGES[args.model][0]))
     results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "stages": {}}
     for shape in STAGES[args.model]:
         results["stages"][str(shape[:4])] = stage_rate(shape, args.repeats)

@@ -122,3 +122,17 @@ def test_mona_rate_counts_the_flops_of_each_stage(bench):
     # training: forward, recomputation in backward, and the gradients: several forwards' worth
     assert 3 * forward < stage["gflop"] * 1e9 < 6 * forward
     assert stage["stage_ms"] == stage["step_ms"] * stage["count"]
+
+
+def test_depthwise_weight_grad_bench_and_mona_profile_run(bench):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import depthwise_weight_grad
+        import mona_rate
+    finally:
+        sys.path.remove(str(BENCH))
+    results = depthwise_weight_grad.main(["--shape", "1", "8", "8", "4"])
+    assert len(results) == 8 and all(r["ms"] > 0 for r in results.values())
+    diffs = [r["max_diff"] for r in results.values() if r["max_diff"] is not None]
+    assert len(diffs) == 7 and max(diffs) < 1e-4  # every gradient way agrees with the tiled form
+    assert "aten::mm" in mona_rate.profile_table((2, 8, 8, 16))

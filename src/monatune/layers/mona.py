@@ -289,8 +289,8 @@ def _depthwise_weight_grad(x: torch.Tensor, g: torch.Tensor, k: int, tile: int =
     each channel of each image tile of g (at most ``tile`` pixels a side) is a kernel, its padded
     x region the input, the k x k output the partial sum, then summed over images and tiles.
     oneDNN's backward-weights kernel runs a generic grouped path for depthwise convs (channels
-    padded to blocks of 16); this is about twice as fast on the benchmark CPU. The sums are the
-    same up to float reassociation.
+    padded to blocks of 16); this is faster on the benchmark CPU (``bench/depthwise_weight_grad.py``).
+    The sums are the same up to float reassociation.
     """
     bsz, h, w, n = x.shape
     p = k // 2

@@ -39,6 +39,14 @@ from monatune.tasks.oriented.patches import split_dota
 DATASETS = ("dota", "star", "synthetic_dota")
 
 
+MERGE_NMS_IOU = 0.1  # DOTA devkit's merge of patch detections
+
+
+def merge_nms_iou(cfg: ExperimentConfig) -> float:
+    """The rotated-NMS IoU that merges patch detections per image (``data.options.merge_nms_iou``)."""
+    return float(cfg.data.options.get("merge_nms_iou", MERGE_NMS_IOU))
+
+
 def oriented_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     """The class list of ``cfg.data`` (``options.classes`` overrides); its length must be ``num_classes``."""
     d = cfg.data
@@ -100,7 +108,7 @@ class EvalReference:
 
     annotations: dict[str, dict[str, np.ndarray]] | None
     merge: bool
-    merge_nms_iou: float = 0.1
+    merge_nms_iou: float = MERGE_NMS_IOU
 
 
 class OrientedData(DenseDataModule):
@@ -207,7 +215,7 @@ class OrientedData(DenseDataModule):
             originals = DotaDataset(source, self.classes)  # reads the label files only, no pixels
             for path, ann in zip(originals.images, originals.annotations):
                 annotations[path.stem] = {"polygons": ann.polygons, "labels": ann.labels(self.classes), "difficult": ann.difficult > 0}
-        return EvalReference(annotations, merge=self.patch_size is not None, merge_nms_iou=float(self._opt("merge_nms_iou", 0.1)))
+        return EvalReference(annotations, merge=self.patch_size is not None, merge_nms_iou=merge_nms_iou(self.cfg))
 
     def eval_reference(self, stage: str) -> EvalReference:
         """The :class:`EvalReference` of the split evaluated in ``stage`` ("validate" or "test")."""

@@ -67,6 +67,12 @@ class OrientedModule(DetectorModule):
             self._detections[image_id] = {k: _cpu(pred[k]) for k in ("boxes", "scores", "labels")}
             self._targets[image_id] = {k: _cpu(target[k]) for k in ("polygons", "labels", "difficult")}
 
+    def merge_patches(self, detections: dict[str, dict[str, torch.Tensor]], iou_threshold: float) -> dict[str, dict[str, torch.Tensor]]:
+        """Patch detections (keyed by DOTA patch id) -> detections per original image: shifted back,
+        class-aware rotated NMS at ``iou_threshold``, at most the model's ``max_per_image``."""
+        limit = getattr(self.model, "max_per_image", 2000)
+        return merge_patch_detections(detections, iou_threshold=iou_threshold, max_per_image=limit)
+
     def _reference(self, stage: str):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "eval_reference"):
@@ -81,8 +87,7 @@ class OrientedModule(DetectorModule):
         self._detections, self._targets = {}, {}
         reference = self._reference(stage)
         if reference is not None and reference.merge:
-            limit = getattr(self.model, "max_per_image", 2000)
-            detections = merge_patch_detections(detections, iou_threshold=reference.merge_nms_iou, max_per_image=limit)
+            detections = self.merge_patches(detections, reference.merge_nms_iou)
         # Without a data module that knows the original labels, score what the loader gave.
         annotations = reference.annotations if reference is not None else targets
         if stage == "test" and self.trainer.is_global_zero:
