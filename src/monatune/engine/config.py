@@ -71,6 +71,9 @@ class OptimConfig:
     gamma: float = 0.1
     poly_power: float = 1.0
     grad_clip: float | None = None
+    # parameter kinds trained without weight decay, from NO_DECAY_KINDS; null = the task's default
+    # (classification: all four; detection, segmentation, oriented: norm, rel_pos, abs_pos, SPEC §8.9)
+    no_decay: list[str] | None = None
 
 
 @dataclass
@@ -92,6 +95,7 @@ class TrainerConfig:
     limit_val_batches: int | float | None = None
     deterministic: bool = False
     accumulate_grad_batches: int = 1  # one optimizer step per this many batches (schedules count optimizer steps)
+    sync_batchnorm: bool = False  # BatchNorm statistics over every device's images (DDP); SPEC §8.6
 
 
 @dataclass
@@ -204,6 +208,11 @@ def _check_choices(cfg: ExperimentConfig) -> None:
             f"model.method_options: unknown {unknown} for {cfg.model.method!r}; "
             f"valid: {', '.join(option_names(cfg.model.method)) or '(none)'}"
         )
+    if cfg.optim.no_decay is not None:
+        from monatune.engine.optim import NO_DECAY_KINDS
+
+        for i, kind in enumerate(cfg.optim.no_decay):
+            choose(f"optim.no_decay[{i}]", kind, NO_DECAY_KINDS)
     if cfg.trainer.accumulate_grad_batches < 1:
         raise ConfigError(f"trainer.accumulate_grad_batches: must be at least 1, got {cfg.trainer.accumulate_grad_batches}")
     stages = cfg.model.checkpoint_blocks

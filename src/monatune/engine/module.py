@@ -13,7 +13,7 @@ from torch import nn
 
 from monatune.checkpointing import checkpoint_blocks
 from monatune.engine.config import ExperimentConfig
-from monatune.engine.optim import build_optimizer
+from monatune.engine.optim import build_optimizer, default_no_decay
 from monatune.engine.schedules import build_scheduler
 from monatune.tuning import tuning_state
 
@@ -99,7 +99,8 @@ class TunedModule(L.LightningModule):
     # --- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.cfg.optim
-        optimizer = build_optimizer(self.model, o.optimizer, o.lr, o.weight_decay, o.betas)
+        no_decay = default_no_decay(self.cfg.task) if o.no_decay is None else o.no_decay
+        optimizer = build_optimizer(self.model, o.optimizer, o.lr, o.weight_decay, o.betas, no_decay)
         total = int(self.trainer.estimated_stepping_batches)
         max_epochs = max(self.trainer.max_epochs or 1, 1)
         iteration_based = self.cfg.trainer.max_steps > 0

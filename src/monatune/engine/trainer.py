@@ -82,5 +82,6 @@ def build_trainer(
         enable_model_summary=False,
         deterministic=t.deterministic,
         accumulate_grad_batches=t.accumulate_grad_batches,
+        sync_batchnorm=t.sync_batchnorm,
         plugins=[SafeCheckpointIO()],
     )

@@ -1,0 +1,104 @@
+"""SPEC §8.9 (weight decay per task), §8.10 (LoRand settings), §8.6 (sync BatchNorm key): the defaults
+as SPEC states them, checked on built models and configs."""
+
+import math
+
+import pytest
+import torch
+
+import monatune
+from monatune.engine.config import ConfigError, parse_config
+from monatune.engine.optim import default_no_decay, parameter_groups
+from monatune.layers.lorand import LoRandAdapter, LoRandLinear
+
+from engine_helpers import tiny_swin
+
+
+def _decayed_names(model, no_decay):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)] for g in parameter_groups(model, 0.05, no_decay) if g["weight_decay"] > 0 for p in g["params"]}
+
+
+def test_dense_tasks_decay_biases_but_not_norms_or_position_tables():
+    # SPEC §8.9: detection/segmentation/oriented exempt only norms, rel-pos tables, abs pos embeddings.
+    model = monatune.apply(tiny_swin(), "bitfit", train_modules=["head"])
+    decayed = _decayed_names(model, default_no_decay("detection"))
+    biases = {n for n, p in model.named_parameters() if p.requires_grad and n.endswith(".bias") and "norm" not in n}
+    tables = {n for n, p in model.named_parameters() if p.requires_grad and n.endswith("relative_position_bias_table")}
+    assert biases and tables
+    assert biases <= decayed  # e.g. the qkv and MLP biases are decayed
+    assert not tables & decayed
+    assert "head.fc.weight" in decayed
+    for task in ("instance_segmentation", "semantic_segmentation", "oriented"):
+        assert set(default_no_decay(task)) == {"norm", "rel_pos", "abs_pos"}
+
+
+def test_classification_keeps_biases_and_norms_undecayed():
+    model = monatune.apply(tiny_swin(), "normtuning", train_modules=["head"])
+    decayed = _decayed_names(model, default_no_decay("classification"))
+    assert decayed == {"head.fc.weight"}  # norm weights/biases and the head bias are exempt
+
+
+def test_empty_no_decay_decays_every_trainable_tensor():
+    # H2RBox-v2p decays everything (SPEC §8.9)
+    model = monatune.apply(tiny_swin(), "normtuning", train_modules=["head"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert _decayed_names(model, []) == trainable
+
+
+def test_no_decay_config_key_is_checked():
+    cfg = parse_config({"optim": {"no_decay": ["norm", "rel_pos"]}})
+    assert cfg.optim.no_decay == ["norm", "rel_pos"]
+    with pytest.raises(ConfigError, match=r"optim.no_decay\[1\].*'biases'.*norm, bias, rel_pos, abs_pos"):
+        parse_config({"optim": {"no_decay": ["norm", "biases"]}})
+
+
+def test_sync_batchnorm_key_reaches_the_trainer():
+    from monatune.engine.trainer import build_trainer
+
+    cfg = parse_config({"trainer": {"sync_batchnorm": True, "accelerator": "cpu", "devices": 1}})
+    trainer = build_trainer(cfg, checkpoints=False, logging=False)
+    assert trainer._accelerator_connector._layer_sync is not None  # Lightning converts BatchNorm under DDP
+    plain = build_trainer(parse_config({"trainer": {"accelerator": "cpu", "devices": 1}}), checkpoints=False, logging=False)
+    assert plain._accelerator_connector._layer_sync is None
+    with pytest.raises(ConfigError, match="sync_batchnorm"):
+        parse_config({"trainer": {"sync_batchnorm": "yes"}})
+
+
+def test_lorand_star_setting_counts_spec_figure():
+    # SPEC §8.10: STAR-MMRotate's LoRand (beta 8) has 2,370,816 trainable parameters on Swin-B
+    model = monatune.create_backbone("swin_base_patch4_window7_224", dense=True, meta=True)
+    monatune.apply(model, "lorand", beta=8, init="kaiming", bias_init="uniform")
+    assert monatune.count_parameters(model)[0] == 2_370_816
+
+
+def test_lorand_kaiming_is_not_an_identity_and_identity_is():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 32)
+    assert torch.equal(LoRandAdapter(32, beta=8)(x), x)
+    assert not torch.allclose(LoRandAdapter(32, beta=8, init="kaiming")(x), x)
+
+
+def test_lorand_uniform_bias_has_linear_bounds():
+    torch.manual_seed(0)
+    layer = LoRandLinear(400, 300, beta=8, bias_init="uniform")
+    bound = 1 / math.sqrt(400)
+    assert layer.bias.abs().max() <= bound
+    assert layer.bias.abs().max() > 0.9 * bound  # spread over the whole interval, not zeros
+    assert torch.count_nonzero(LoRandLinear(400, 300, beta=8).bias) == 0
+    with pytest.raises(ValueError, match="bias_init 'normal'.*zeros, uniform"):
+        LoRandLinear(4, 4, bias_init="normal")
+    with pytest.raises(ValueError, match="init 'xavier'.*identity, kaiming"):
+        LoRandAdapter(4, init="xavier")
+
+
+def test_params_cli_counts_method_options(capsys):
+    from monatune.cli.main import main
+
+    assert main(["params", "--backbone", "swin_base_patch4_window7_224", "--dense", "--method", "lorand",
+                 "--option", "beta=8", "--json"]) == 0  # fmt: skip
+    import json
+
+    assert json.loads(capsys.readouterr().out)[0]["trainable"] == 2_370_816
+    assert main(["params", "--method", "mona", "--option", "beta=8"]) == 2
+    assert "no counted method has it" in capsys.readouterr().err
