@@ -16,9 +16,14 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
     "h2rbox_v2": build_h2rbox_v2,
 }
 
-# Backbone stages each detector reads by default (SPEC §5: stages 2-4). The public STAR config of
-# Oriented R-CNN feeds all four stages to its FPN; pass out_indices=(0, 1, 2, 3) to follow it.
-DEFAULT_OUT_INDICES: dict[str, tuple[int, ...]] = {name: (1, 2, 3) for name in DETECTORS}
+# Backbone stages each detector reads by default (SPEC §8.2): Oriented R-CNN all four (FPN strides
+# 4-32 + one max-pooled level: anchors at 4-64, RoIs pooled at 4-32), the single-stage detectors
+# stages 2-4 (FPN strides 8-128).
+DEFAULT_OUT_INDICES: dict[str, tuple[int, ...]] = {
+    "rotated_retinanet": (1, 2, 3),
+    "oriented_rcnn": (0, 1, 2, 3),
+    "h2rbox_v2": (1, 2, 3),
+}
 
 
 def build_oriented_detector(name: str, backbone: nn.Module, num_classes: int, **options: Any) -> nn.Module:
@@ -53,7 +58,7 @@ def build_oriented_model(
     body = monatune.create_backbone(
         name,
         dense=True,
-        out_indices=tuple(out_indices or DEFAULT_OUT_INDICES.get(detector, (1, 2, 3))),
+        out_indices=tuple(out_indices if out_indices is not None else DEFAULT_OUT_INDICES.get(detector, (1, 2, 3))),
         pretrained=bool(pretrained),
         weights=weights,
         drop_path_rate=drop_path_rate,

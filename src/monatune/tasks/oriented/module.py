@@ -21,8 +21,8 @@ MODEL_KEYS = ("out_indices", "image_mean", "image_std")
 
 
 def build_oriented(cfg: ExperimentConfig) -> nn.Module:
-    """The detector ``cfg.model.head`` on the config's Swin (stages ``head_options.out_indices``, 2-4 by
-    default), normalising inputs with the backbone's statistics, tuned by ``cfg.model.method``: the
+    """The detector ``cfg.model.head`` on the config's Swin (stages ``head_options.out_indices``; default
+    ``DEFAULT_OUT_INDICES``: all four for Oriented R-CNN, 2-4 for the others, SPEC §8.2), normalising inputs with the backbone's statistics, tuned by ``cfg.model.method``: the
     backbone is frozen except what the method trains, the FPN and heads train fully."""
     head = cfg.model.head
     if head not in DETECTORS:

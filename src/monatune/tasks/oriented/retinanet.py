@@ -4,6 +4,11 @@ Anchors stay horizontal; a target box is matched through its circumscribed horiz
 >= 0.5 positive, < 0.4 negative, plus each target's best anchors). The head regresses
 (dx, dy, dw, dh, dtheta) from the anchor; the loss is taken on the *decoded* box against the target
 box with KLD (or GWD), and classification uses sigmoid focal loss (gamma 2, alpha 0.25).
+
+Box loss scale (SPEC §8.3, ``box_loss_reduction="per_level"``, the default): the public head calls its
+KLD loss once per FPN level, the loss takes the mean over that level's positives (of the whole
+batch) and ignores its normaliser, and the framework sums the levels; levels without positives add 0.
+``"per_positive"`` divides the sum over all positives by their number instead (mmdet's usual rule).
 """
 
 from __future__ import annotations
@@ -42,6 +47,17 @@ def anchors_as_boxes(anchors: torch.Tensor) -> torch.Tensor:
     return torch.cat((anchors[:, :2] + wh / 2, wh, torch.zeros_like(wh[:, :1])), dim=1)
 
 
+BOX_LOSS_REDUCTIONS = ("per_level", "per_positive")
+
+
+def per_level_mean(losses: torch.Tensor, levels: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """Sum over FPN levels of the mean of ``losses`` (P,) over that level's entries (``levels`` (P,)
+    int64 in [0, num_levels)); a level without entries adds 0. Scalar; 0 for P = 0."""
+    total = losses.new_zeros(num_levels).index_add(0, levels, losses)
+    count = losses.new_zeros(num_levels).index_add(0, levels, torch.ones_like(losses))
+    return (total / count.clamp_min(1)).sum()
+
+
 class RotatedRetinaNet(OrientedDetector):
     """Rotated RetinaNet; build it with :func:`build_rotated_retinanet`."""
 
@@ -66,11 +82,17 @@ class RotatedRetinaNet(OrientedDetector):
         nms_pre: int = 2000,
         nms_iou: float = 0.1,
         max_per_image: int = 2000,
+        box_loss_weight: float = 1.0,
+        box_loss_reduction: str = "per_level",
     ) -> None:
         neck, strides = build_fpn(backbone, fpn_channels, "on_input")
         super().__init__(backbone, neck, strides)
         if box_loss not in GAUSSIAN_LOSSES:
             raise ValueError(f"unknown box_loss {box_loss!r}; valid: {', '.join(GAUSSIAN_LOSSES)}")
+        if box_loss_reduction not in BOX_LOSS_REDUCTIONS:
+            raise ValueError(
+                f"unknown box_loss_reduction {box_loss_reduction!r}; valid: {', '.join(BOX_LOSS_REDUCTIONS)}"
+            )
         self.num_classes = num_classes
         self.scales = [octave_base_scale * 2 ** (i / scales_per_octave) for i in range(scales_per_octave)]
         self.ratios = list(ratios)
@@ -85,6 +107,7 @@ class RotatedRetinaNet(OrientedDetector):
         nn.init.zeros_(self.reg_out.bias)
         self.coder = DeltaXYWHACoder(convention="oc")
         self.box_loss, self.tau = GAUSSIAN_LOSSES[box_loss], tau
+        self.box_loss_weight, self.box_loss_reduction = box_loss_weight, box_loss_reduction
         self.pos_iou, self.neg_iou = pos_iou, neg_iou
         self.score_threshold, self.nms_pre = score_threshold, nms_pre
         self.nms_iou, self.max_per_image = nms_iou, max_per_image
@@ -104,9 +127,10 @@ class RotatedRetinaNet(OrientedDetector):
 
     def compute_losses(self, batch, sizes, targets):
         logits, deltas, anchors = self.head(batch)
+        anchor_levels = torch.cat([torch.full((len(a),), lvl, device=batch.device) for lvl, a in enumerate(anchors)])
         logits, deltas, anchors = torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors)
         anchor_boxes = anchors_as_boxes(anchors)
-        cls_losses, box_losses, num_pos = [], [], 0
+        cls_losses, box_losses, pos_levels, num_pos = [], [], [], 0
         for i, t in enumerate(targets):
             iou = box_iou(boxes_to_hboxes(t["boxes"]), anchors)
             assigned = max_iou_assign(iou, pos_threshold=self.pos_iou, neg_threshold=self.neg_iou, min_pos_iou=0.0)
@@ -117,10 +141,17 @@ class RotatedRetinaNet(OrientedDetector):
             focal = sigmoid_focal_loss(logits[i][valid], onehot[valid], alpha=0.25, gamma=2.0, reduction="sum")
             cls_losses.append(focal)
             decoded = self.coder.decode(anchor_boxes[pos], deltas[i][pos], regularize=False)
-            box_losses.append(self.box_loss(decoded, t["boxes"][assigned[pos]], tau=self.tau).sum())
+            box_losses.append(self.box_loss(decoded, t["boxes"][assigned[pos]], tau=self.tau))
+            pos_levels.append(anchor_levels[pos])
             num_pos += pos.numel()
         norm = max(num_pos, 1)
-        return {"loss_cls": torch.stack(cls_losses).sum() / norm, "loss_bbox": torch.stack(box_losses).sum() / norm}
+        per_box, levels = torch.cat(box_losses), torch.cat(pos_levels)
+        if self.box_loss_reduction == "per_level":
+            box = per_level_mean(per_box, levels, len(self.strides))
+        else:
+            box = per_box.sum() / norm
+        box = box + deltas.sum() * 0  # every output stays in the graph, positives or not
+        return {"loss_cls": torch.stack(cls_losses).sum() / norm, "loss_bbox": box * self.box_loss_weight}
 
     @torch.no_grad()
     def predict(self, batch, sizes):
@@ -149,4 +180,11 @@ def build_rotated_retinanet(backbone: DenseSwin, num_classes: int, **options) ->
     return RotatedRetinaNet(backbone, num_classes, **options)
 
 
-__all__ = ["RotatedRetinaNet", "anchors_as_boxes", "build_rotated_retinanet", "conv_tower"]
+__all__ = [
+    "BOX_LOSS_REDUCTIONS",
+    "RotatedRetinaNet",
+    "anchors_as_boxes",
+    "build_rotated_retinanet",
+    "conv_tower",
+    "per_level_mean",
+]
