@@ -7,6 +7,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from monatune.backbones.window_order import use_original_window_order
+
+WINDOW_ORDERS = ("original", "timm")
+
 
 class DenseSwin(nn.Module):
     """Base of the dense Swin wrappers. ``forward(images (B,3,H,W)) -> [ (B, C_i, H/s_i, W/s_i) ]``.
@@ -40,13 +44,22 @@ class DenseSwin(nn.Module):
 
 
 class TimmDenseSwin(DenseSwin):
-    """Dense wrapper over a timm SwinTransformer (its ``patch_embed`` and ``layers``; final norm/head dropped)."""
+    """Dense wrapper over a timm SwinTransformer (its ``patch_embed`` and ``layers``; final norm/head dropped).
 
-    def __init__(self, swin: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
+    ``window_order="original"`` (default) runs the shifted-window attention in the order of the Swin
+    detection/segmentation code and torchvision (pad, then roll; SPEC §8.1); ``"timm"`` keeps
+    timm's roll-then-pad, which differs whenever a stage grid is not a multiple of the window.
+    """
+
+    def __init__(self, swin: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3), window_order: str = "original") -> None:
+        if window_order not in WINDOW_ORDERS:
+            raise ValueError(f"window_order {window_order!r} is not valid; choose one of: {', '.join(WINDOW_ORDERS)}")
         channels = [info["num_chs"] for info in swin.feature_info]
         super().__init__(channels, out_indices)
         self.patch_embed = swin.patch_embed
         self.layers = swin.layers
+        if window_order == "original":
+            use_original_window_order(self.layers)
 
     def stage_maps(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
         x = self.patch_embed(images)

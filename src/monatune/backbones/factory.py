@@ -55,6 +55,7 @@ def create_backbone(
     weights: str | Path | None = None,
     num_classes: int = 0,
     meta: bool = False,
+    window_order: str = "original",
     **kwargs,
 ) -> nn.Module:
     """A Swin backbone.
@@ -68,6 +69,8 @@ def create_backbone(
         weights: local weights file (safetensors, timm .pth or original Microsoft Swin .pth).
         num_classes: classifier outputs (0 = features only); ignored when ``dense``.
         meta: build on the meta device (shapes only: parameter counting without memory or download).
+        window_order: dense timm Swins only: ``"original"`` shifted-window attention pads then rolls
+            as the Swin detection code and torchvision do (SPEC §8.1); ``"timm"`` keeps timm's order.
         kwargs: passed to the timm/torchvision constructor (e.g. ``drop_path_rate``).
     """
     from monatune.backbones.embedded import EMBEDDED_BACKBONES, create_embedded
@@ -105,7 +108,9 @@ def create_backbone(
                 raise WeightsError(f"{weights} does not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     if not dense:
         return model
-    return TimmDenseSwin(model, out_indices) if family == "timm" else TorchvisionDenseSwin(model, out_indices)
+    if family == "timm":
+        return TimmDenseSwin(model, out_indices, window_order=window_order)
+    return TorchvisionDenseSwin(model, out_indices)
 
 
 class _nullcontext:
