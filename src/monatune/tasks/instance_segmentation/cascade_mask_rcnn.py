@@ -61,6 +61,8 @@ def build_cascade_mask_rcnn(
     score_thresh: float = 0.05,
     nms_thresh: float = 0.5,
     detections_per_img: int = 100,
+    roi_align_aligned: bool = True,
+    rpn_ignore_border_anchors: bool = False,
     image_mean: Sequence[float] = IMAGENET_MEAN,
     image_std: Sequence[float] = IMAGENET_STD,
 ) -> SwinTwoStageDetector:
@@ -81,14 +83,24 @@ def build_cascade_mask_rcnn(
         box_batch_size_per_image: RoIs sampled per image per stage (512, 25 % positive).
         rpn_pre_nms_top_n, rpn_post_nms_top_n: (train, test) proposal counts.
         score_thresh, nms_thresh, detections_per_img: inference (0.05, 0.5, 100).
-    RoIAlign: 7x7 box / 14x14 mask features, adaptive sampling; mask heads predict 28x28 per class.
+        roi_align_aligned: RoIAlign with the half-pixel offset for the box and mask poolers and the
+            mask targets (cropped and resized aligned, binarised at 0.5), as mmcv's default in the
+            public code (SPEC §8.8); False: torchvision's unaligned pooling and soft targets.
+        rpn_ignore_border_anchors: leave anchors crossing the image border out of RPN training (mmdet
+            ``allowed_border=0``); default False as the public configs (``allowed_border=-1``).
+    RoIAlign: 7x7 box / 14x14 mask features, adaptive sampling, level floor(log2(sqrt(wh) / 56)) over
+    strides 4-32; mask heads predict 28x28 per class.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if not len(iou_thresholds) == len(target_stds) == len(stage_loss_weights):
         raise ValueError("iou_thresholds, target_stds and stage_loss_weights need one entry per stage")
     neck, rpn = build_fpn_and_rpn(
-        backbone, fpn_channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n
+        backbone,
+        fpn_channels,
+        pre_nms_top_n=rpn_pre_nms_top_n,
+        post_nms_top_n=rpn_post_nms_top_n,
+        ignore_border_anchors=rpn_ignore_border_anchors,
     )
     norm_layer = head_norm_layer(box_head_norm)
     stages = []
@@ -108,15 +120,16 @@ def build_cascade_mask_rcnn(
         )
         stages.append(stage)
     roi_heads = CascadeRoIHeads(
-        fpn_roi_align(backbone, 7),
+        fpn_roi_align(backbone, 7, roi_align_aligned),
         stages,
         stage_loss_weights,
-        mask_roi_pool=fpn_roi_align(backbone, 14),
+        mask_roi_pool=fpn_roi_align(backbone, 14, roi_align_aligned),
         batch_size_per_image=box_batch_size_per_image,
         box_loss_weight=box_loss_weight,
         score_thresh=score_thresh,
         nms_thresh=nms_thresh,
         detections_per_img=detections_per_img,
+        aligned_mask_targets=roi_align_aligned,
     )
     transform = build_detection_transform(min_size, max_size, image_mean, image_std)
     return SwinTwoStageDetector(backbone, neck, rpn, roi_heads, transform, num_classes)

@@ -1,7 +1,7 @@
 """Cascade R-CNN RoI heads: box stages at rising IoU thresholds, each one refining the previous boxes.
 
-Written on torchvision's pieces (Matcher, BalancedPositiveNegativeSampler, BoxCoder, MultiScaleRoIAlign,
-maskrcnn_loss); torchvision has no cascade. Behaviour follows Cascade (Mask) R-CNN as mmdet 2.x runs it
+Written on torchvision's pieces (Matcher, BalancedPositiveNegativeSampler, BoxCoder, roi_align);
+torchvision has no cascade. RoI pooling and mask targets are aligned by default (``roi_align.py``, SPEC §8.8). Behaviour follows Cascade (Mask) R-CNN as mmdet 2.x runs it
 for the Swin COCO configs: per stage, gt boxes join the proposals, RoIs are matched at the stage's IoU and
 sampled (512 per image, 25 % positive); the stage's regressed boxes, gt joins removed, feed the next
 stage with gradients stopped. At inference the stages' class logits are averaged before the softmax,
@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, BoxCoder, Matcher
-from torchvision.models.detection.roi_heads import maskrcnn_loss
-from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from torchvision.ops import generalized_box_iou_loss
+
+from monatune.tasks.instance_segmentation.roi_align import mask_loss
 
 
 class CascadeStage(nn.Module):
@@ -79,23 +80,27 @@ class CascadeRoIHeads(nn.Module):
     list[(H, W)], targets=None) -> (detections, losses)``. Training: detections is empty, losses holds
     ``loss_classifier_stage{s}``, ``loss_box_reg_stage{s}`` (GIoU on decoded boxes x
     ``box_loss_weight``, summed over positives / sampled RoIs) and ``loss_mask_stage{s}``, each
-    already multiplied by ``stage_loss_weights[s]``. Eval: losses is empty, detections is
+    already multiplied by ``stage_loss_weights[s]``. The poolers are any module called as
+    ``pool(features, boxes_per_image, image_shapes) -> (R, C, S, S)`` (``AlignedMultiScaleRoIAlign``
+    or torchvision's ``MultiScaleRoIAlign``); mask targets are aligned and binarised unless
+    ``aligned_mask_targets`` is False (torchvision's soft, unaligned targets). Eval: losses is empty, detections is
     ``list[{"boxes" (K, 4), "scores" (K,), "labels" (K,), "masks" (K, 1, M, M) probabilities}]``.
     """
 
     def __init__(
         self,
-        box_roi_pool: MultiScaleRoIAlign,
+        box_roi_pool: nn.Module,
         stages: Sequence[CascadeStage],
         stage_loss_weights: Sequence[float],
         *,
-        mask_roi_pool: MultiScaleRoIAlign | None = None,
+        mask_roi_pool: nn.Module | None = None,
         batch_size_per_image: int = 512,
         positive_fraction: float = 0.25,
         box_loss_weight: float = 10.0,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
+        aligned_mask_targets: bool = True,
     ) -> None:
         super().__init__()
         if len(stages) != len(stage_loss_weights):
@@ -109,6 +114,7 @@ class CascadeRoIHeads(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.aligned_mask_targets = aligned_mask_targets
 
     @property
     def has_mask(self) -> bool:
@@ -189,8 +195,8 @@ class CascadeRoIHeads(nn.Module):
                 mask_logits = stage.mask_head(self.mask_roi_pool(features, pos_boxes, image_shapes))
                 gt_masks = [t["masks"] for t in targets]
                 gt_labels = [t["labels"] for t in targets]
-                losses[f"loss_mask_stage{s}"] = weight * maskrcnn_loss(
-                    mask_logits, pos_boxes, gt_masks, gt_labels, pos_matched
+                losses[f"loss_mask_stage{s}"] = weight * mask_loss(
+                    mask_logits, pos_boxes, gt_masks, gt_labels, pos_matched, aligned=self.aligned_mask_targets
                 )
             if s < last:
                 with torch.no_grad():
