@@ -26,6 +26,11 @@ _Dumper.add_representer(
     lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=all(isinstance(x, (int, float)) for x in v)),
 )
 
+# SPEC §8.9: mmdet/mmseg exempt norms and position tables from weight decay; biases are decayed.
+DENSE_NO_DECAY = ["norm", "rel_pos", "abs_pos"]
+# SPEC §8.6: the public ADE20K configs of these methods use synchronised BatchNorm in the heads.
+ADE20K_SYNC_BN_METHODS = ("mona", "full", "fixed")
+
 SWIN_L = ("swin_large_patch4_window7_224", "swin_large_patch4_window7_224.ms_in22k")
 SWIN_B = ("swin_base_patch4_window7_224", "swin_base_patch4_window7_224.ms_in22k")
 
@@ -72,6 +77,7 @@ def voc_retinanet(method: str) -> dict:
             "gamma": 0.1,
             "warmup_steps": 0,
             "grad_clip": None,
+            "no_decay": DENSE_NO_DECAY,
         },
         "trainer": {"max_epochs": 12, "precision": "auto", "devices": 1, "out_dir": f"runs/voc_retinanet_swin_l/{method}"},
     }
@@ -113,6 +119,7 @@ def coco_cascade(method: str) -> dict:
             "warmup_steps": 500,
             "warmup_ratio": 0.001,
             "grad_clip": None,
+            "no_decay": DENSE_NO_DECAY,
         },
         "trainer": {"max_epochs": 36, "precision": "auto", "devices": 8, "out_dir": f"runs/coco_cascade_mask_rcnn_swin_b_3x/{method}"},
     }
@@ -157,6 +164,7 @@ def ade20k_upernet(method: str) -> dict:
             "warmup_steps": 1500,
             "warmup_ratio": 1e-6,
             "grad_clip": None,
+            "no_decay": DENSE_NO_DECAY,
         },
         # 20,210 images / (8 x 2) = 1,264 iterations per epoch: validate and checkpoint about every 16k.
         "trainer": {
@@ -165,6 +173,7 @@ def ade20k_upernet(method: str) -> dict:
             "devices": 8,
             "val_every_n_epochs": 13,
             "checkpoint_every_n_steps": 16000,
+            "sync_batchnorm": method in ADE20K_SYNC_BN_METHODS,
             "out_dir": f"runs/ade20k_upernet_swin_l_160k/{method}",
         },
     }

@@ -31,7 +31,7 @@ def classification_config(dataset: str, method: str) -> dict:
             "weights": None,
             "method": method,
             "num_classes": num_classes,
-            "drop_path_rate": 0.2,
+            "drop_path_rate": 0.3,  # SPEC §8.7: the public classification configs, every method
         },
         "data": {
             "dataset": dataset,
@@ -52,6 +52,7 @@ def classification_config(dataset: str, method: str) -> dict:
             "warmup_ratio": 0.001,
             "min_lr_ratio": 0.01,
             "grad_clip": 5.0,
+            "no_decay": ["norm", "bias", "rel_pos", "abs_pos"],  # SPEC §8.9: classification exempts biases too
         },
         "trainer": {
             "max_epochs": 100,
