@@ -1,5 +1,6 @@
 """SPEC §8 corrections for oriented detection, each against a hand-computed expectation:
-§8.2 Oriented R-CNN reads all four Swin stages, §8.3 the KLD loss scale of rotated RetinaNet."""
+§8.2 Oriented R-CNN reads all four Swin stages, §8.3 the KLD loss scale of rotated RetinaNet, §8.4 merging
+patches and scoring per dataset."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import math
 import pytest
 import torch
 
-from monatune.tasks.oriented.module import build_oriented
+from monatune.tasks.oriented.dota_eval import evaluate_dota
+from monatune.tasks.oriented.module import OrientedModule, build_oriented
+from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 from monatune.tasks.oriented.retinanet import RotatedRetinaNet, per_level_mean
 
 from engine_helpers import tiny_task_config
@@ -123,3 +126,106 @@ def test_per_level_mean_skips_levels_without_positives():
 def test_unknown_box_loss_reduction_is_named():
     with pytest.raises(ValueError, match="box_loss_reduction 'mean'"):
         RotatedRetinaNet(tiny_backbone(), 2, fpn_channels=8, head_channels=8, stacked_convs=1, box_loss_reduction="mean")
+
+
+# --- §8.4 ----------------------------------------------------------------------------------------
+def _square(cx: float, cy: float, side: float = 10.0) -> list[float]:
+    return [cx, cy, side, side, 0.0]
+
+
+def _patch_results():
+    """Image "img": patch (0, 0) holds A (class 0, 0.9) and, 5 px to its right, C (class 0, 0.7):
+    IoU(A, C) = 50 / 150 = 1/3. Patch (20, 0) holds B (class 1, 0.8) exactly on A once shifted back."""
+    return {
+        "img__1__0___0": {"boxes": torch.tensor([_square(10, 10), _square(15, 10)]),
+                          "scores": torch.tensor([0.9, 0.7]), "labels": torch.tensor([0, 0])},
+        "img__1__20___0": {"boxes": torch.tensor([_square(-10, 10)]), "scores": torch.tensor([0.8]),
+                           "labels": torch.tensor([1])},
+    }  # fmt: skip
+
+
+def _kept(merged) -> list[tuple[float, int]]:
+    out = merged["img"]
+    return [(round(float(s), 4), int(lab)) for s, lab in zip(out["scores"], out["labels"])]
+
+
+def test_merge_class_wise_versus_class_agnostic_by_hand():
+    # DOTA: class-wise at 0.1: B (other class) stays, C (1/3 > 0.1 with A) goes.
+    assert _kept(merge_detections(_patch_results(), MergeSettings(0.1))) == [(0.9, 0), (0.8, 1)]
+    # STAR Oriented R-CNN: class-wise at 0.4: all three stay.
+    assert _kept(merge_detections(_patch_results(), MergeSettings(0.4))) == [(0.9, 0), (0.8, 1), (0.7, 0)]
+    # STAR single-stage: class-agnostic at 0.4: B (IoU 1 with A) goes whatever its class, C stays.
+    agnostic = merge_detections(_patch_results(), MergeSettings(0.4, class_agnostic=True))
+    assert _kept(agnostic) == [(0.9, 0), (0.7, 0)]
+    torch.testing.assert_close(agnostic["img"]["boxes"][0], torch.tensor(_square(10, 10)))
+
+
+def test_merge_keeps_every_box_without_a_cap():
+    n = 2100  # more than the 2000 a per-patch cap would leave
+    boxes = torch.tensor([_square(20.0 * (i % 50) + 5, 20.0 * (i // 50) + 5) for i in range(n)])
+    results = {"img__1__0___0": {"boxes": boxes, "scores": torch.linspace(1, 0.1, n), "labels": torch.zeros(n, dtype=torch.long)}}
+    assert len(merge_detections(results, merge_settings({}))["img"]["scores"]) == n
+    assert len(merge_detections(results, merge_settings({"merge_max_per_image": 2000}))["img"]["scores"]) == 2000
+
+
+def test_module_merges_with_the_configs_settings(tmp_path):
+    data = {"dataset": "synthetic_dota", "root": str(tmp_path), "train_split": "train", "val_split": "val",
+            "image_size": 64, "options": {"merge_nms_iou": 0.4, "merge_class_agnostic": True}}  # fmt: skip
+    cfg = tiny_task_config(tmp_path, "oriented", "rotated_retinanet", {}, 3, "mona", data)
+    module = OrientedModule(torch.nn.Linear(1, 1), cfg, ["a", "b", "c"])
+    assert _kept(module.merge_patches(_patch_results())) == [(0.9, 0), (0.7, 0)]
+
+
+def test_merge_and_score_options_are_checked_by_name():
+    assert merge_settings({}) == MergeSettings(0.1, False, None)
+    assert score_settings({}).difficult == "ignore" and score_settings({}).iou == "polygon"
+    with pytest.raises(ValueError, match="merge_max_per_image: 0"):
+        merge_settings({"merge_max_per_image": 0})
+    with pytest.raises(ValueError, match="merge_class_agnostic: 'yes'"):
+        merge_settings({"merge_class_agnostic": "yes"})
+    with pytest.raises(ValueError, match="eval_difficult: 'skip'"):
+        score_settings({"eval_difficult": "skip"})
+    with pytest.raises(ValueError, match="eval_iou: 'hbb'"):
+        score_settings({"eval_iou": "hbb"})
+
+
+def _poly(x0, y0, x1, y1):
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def _det(*rows):
+    """Detections of class 0 given as (score, axis-aligned x0, y0, x1, y1)."""
+    return {"polygons": torch.tensor([_poly(*r[1:]) for r in rows], dtype=torch.float64),
+            "scores": torch.tensor([r[0] for r in rows]), "labels": torch.zeros(len(rows), dtype=torch.long)}  # fmt: skip
+
+
+def test_difficult_counted_or_ignored_changes_ap_as_by_hand():
+    gt = {"img": {"polygons": torch.tensor([_poly(0, 0, 10, 10), _poly(50, 50, 60, 60)], dtype=torch.float64),
+                  "labels": torch.tensor([0, 0]), "difficult": torch.tensor([False, True])}}  # fmt: skip
+    # Only the ordinary object found: ignore -> recall 1 at precision 1 -> AP 1; count -> recall 0.5
+    # at precision 1: the 11-point AP takes precision 1 at recall 0, 0.1, ..., 0.5 and 0 above: 6/11.
+    found = {"img": _det((0.9, 0, 0, 10, 10))}
+    assert evaluate_dota(found, gt, ["c"]).mean_ap == pytest.approx(1.0)
+    assert evaluate_dota(found, gt, ["c"], difficult="count").mean_ap == pytest.approx(6 / 11)
+    # The difficult object first, then a false positive, then the ordinary one:
+    # ignore -> [skipped], FP, TP: precision 1/2 at recall 1 -> AP 1/2;
+    # count  -> TP, FP, TP: precision 1 up to recall 0.5, 2/3 up to recall 1 -> (6 + 5 * 2/3) / 11.
+    ranked = {"img": _det((0.95, 50, 50, 60, 60), (0.9, 200, 200, 210, 210), (0.8, 0, 0, 10, 10))}
+    assert evaluate_dota(ranked, gt, ["c"]).mean_ap == pytest.approx(0.5)
+    assert evaluate_dota(ranked, gt, ["c"], difficult="count").mean_ap == pytest.approx((6 + 5 * 2 / 3) / 11)
+    assert evaluate_dota(ranked, gt, ["c"], difficult="count").num_ground_truth == {"c": 2}
+
+
+def test_rotated_box_iou_scores_the_minimum_area_rectangle_of_a_label():
+    from shapely.geometry import Polygon
+
+    trapezoid = [0.0, 0, 12, 0, 8, 6, 4, 6]  # area 48; its minimum-area rectangle is 12 x 6 = 72
+    assert Polygon(list(zip(trapezoid[::2], trapezoid[1::2]))).minimum_rotated_rectangle.area == pytest.approx(72)
+    gt = {"img": {"polygons": torch.tensor([trapezoid], dtype=torch.float64), "labels": torch.tensor([0]),
+                  "difficult": torch.tensor([False])}}  # fmt: skip
+    det = {"img": {"boxes": torch.tensor([[6.0, 3.0, 12.0, 6.0, 0.0]]), "scores": torch.tensor([0.9]),
+                   "labels": torch.tensor([0])}}  # fmt: skip
+    # polygon IoU 48 / 72 = 2/3 < 0.7: a false positive; rotated-box IoU 1: a true positive.
+    assert evaluate_dota(det, gt, ["c"], 0.7).mean_ap == 0.0
+    assert evaluate_dota(det, gt, ["c"], 0.7, iou="rotated").mean_ap == pytest.approx(1.0)
+    assert evaluate_dota(det, gt, ["c"], 0.6).mean_ap == pytest.approx(1.0)

@@ -10,7 +10,10 @@ the same reader).
 - ``patch_size`` (null: read the images as they are) and ``overlap``: each split is cut once by
   :func:`~monatune.tasks.oriented.patches.split_dota` into ``<patch_root>/<split>/`` (default
   ``patch_root``: ``<root>/patches_<size>_<overlap>``); detections on patches are merged back per
-  original image and scored against the original labels (``merge_nms_iou``, 0.1).
+  original image and scored against the original labels.
+- merging and scoring (SPEC §8.4; defaults: DOTA's, see :mod:`~monatune.tasks.oriented.protocol`):
+  ``merge_nms_iou`` (0.1), ``merge_class_agnostic`` (false), ``merge_max_per_image`` (null: no cap),
+  ``eval_iou_threshold`` (0.5), ``eval_difficult`` (ignore | count), ``eval_iou`` (polygon | rotated).
 - ``angle_convention`` (le90), ``flip_prob`` (0.75) over ``flip_directions`` (h/v/diagonal),
   ``skip_difficult`` (false), ``skip_empty`` (true: training leaves out patches without objects),
   ``classes`` (override the class list).
@@ -35,16 +38,17 @@ from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_d
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.detection.data import DenseDataModule
 from monatune.tasks.oriented.patches import split_dota
+from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_settings, score_settings
 
 DATASETS = ("dota", "star", "synthetic_dota")
 
 
-MERGE_NMS_IOU = 0.1  # DOTA devkit's merge of patch detections
+MERGE_NMS_IOU = MergeSettings().nms_iou  # DOTA devkit's merge of patch detections
 
 
 def merge_nms_iou(cfg: ExperimentConfig) -> float:
     """The rotated-NMS IoU that merges patch detections per image (``data.options.merge_nms_iou``)."""
-    return float(cfg.data.options.get("merge_nms_iou", MERGE_NMS_IOU))
+    return merge_settings(cfg.data.options).nms_iou
 
 
 def oriented_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
@@ -104,11 +108,17 @@ class EvalReference:
 
     ``annotations``: original image id -> ``polygons`` (N, 8), ``labels`` (N,), ``difficult`` (N,)
     bool, or None for an unlabelled split; ``merge``: the loader yields patches whose detections must
-    be merged per original image first; ``merge_nms_iou``: the rotated NMS of that merge."""
+    be merged per original image first; ``merge_settings``: the rotated NMS of that merge;
+    ``score_settings``: how detections are scored against ``annotations``."""
 
     annotations: dict[str, dict[str, np.ndarray]] | None
     merge: bool
-    merge_nms_iou: float = MERGE_NMS_IOU
+    merge_settings: MergeSettings = MergeSettings()
+    score_settings: ScoreSettings = ScoreSettings()
+
+    @property
+    def merge_nms_iou(self) -> float:
+        return self.merge_settings.nms_iou
 
 
 class OrientedData(DenseDataModule):
@@ -215,7 +225,8 @@ class OrientedData(DenseDataModule):
             originals = DotaDataset(source, self.classes)  # reads the label files only, no pixels
             for path, ann in zip(originals.images, originals.annotations):
                 annotations[path.stem] = {"polygons": ann.polygons, "labels": ann.labels(self.classes), "difficult": ann.difficult > 0}
-        return EvalReference(annotations, merge=self.patch_size is not None, merge_nms_iou=merge_nms_iou(self.cfg))
+        options = self.cfg.data.options
+        return EvalReference(annotations, self.patch_size is not None, merge_settings(options), score_settings(options))
 
     def eval_reference(self, stage: str) -> EvalReference:
         """The :class:`EvalReference` of the split evaluated in ``stage`` ("validate" or "test")."""

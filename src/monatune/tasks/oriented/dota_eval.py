@@ -1,10 +1,13 @@
 """DOTA-style evaluation (Task1: oriented boxes) and the Task1 submission files.
 
 Per class, detections of all images are ranked by score; each is compared with the ground-truth
-polygon of its image and class with the highest polygon IoU (shapely), matched or not (the DOTA
-devkit's rule). IoU > 0.5 with a non-difficult object not matched before: true positive; with a
-difficult one: ignored (neither true nor false); otherwise: false positive. AP is VOC07's 11-point AP;
-mAP averages the classes that have at least one non-difficult object. STAR uses the same protocol.
+object of its image and class with the highest IoU, matched or not (the DOTA devkit's rule). IoU > 0.5
+with a non-difficult object not matched before: true positive; with a difficult one: ignored (neither
+true nor false); otherwise: false positive. AP is VOC07's 11-point AP; mAP averages the classes that
+have at least one (counted) object. DOTA (the default): polygon IoU (shapely), difficult ignored.
+STAR's public code (SPEC §8.4): ``iou="rotated"`` (ground-truth polygons as their minimum-area
+rotated rectangles, IoU between rotated boxes) and ``difficult="count"`` (difficult objects are
+ordinary ground truth).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import torch
 from shapely.geometry import Polygon
 
 from monatune.metrics.average_precision import precision_recall, voc07_11point_ap
-from monatune.tasks.oriented.boxes import boxes_to_polygons
+from monatune.tasks.oriented.boxes import boxes_to_polygons, polygons_to_boxes
+from monatune.tasks.oriented.iou import rotated_box_iou
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -47,6 +51,21 @@ def detection_polygons(result: Mapping) -> np.ndarray:
     return _as_numpy(boxes_to_polygons(boxes.double().reshape(-1, 5)))
 
 
+def detection_boxes(result: Mapping) -> np.ndarray:
+    """(K, 5) rotated boxes of a detection dict holding ``boxes`` (K, 5) or only ``polygons`` (K, 8)."""
+    if "boxes" in result:
+        return _as_numpy(result["boxes"]).reshape(-1, 5).astype(np.float64)
+    polygons = torch.as_tensor(_as_numpy(result["polygons"]).reshape(-1, 8), dtype=torch.float64)
+    return _as_numpy(polygons_to_boxes(polygons))
+
+
+def _iou_matrix(dets: np.ndarray, gts: np.ndarray, kind: str) -> np.ndarray:
+    """(K, G) IoU between detections and ground truth: polygons (., 8) or rotated boxes (., 5)."""
+    if kind == "rotated":
+        return _as_numpy(rotated_box_iou(torch.as_tensor(dets), torch.as_tensor(gts)))
+    return np.array([[polygon_iou(d, g) for g in gts] for d in dets]).reshape(len(dets), len(gts))
+
+
 @dataclass
 class DotaEvaluation:
     """``mean_ap`` over classes with ground truth; ``ap`` per class name (NaN without ground truth);
@@ -62,43 +81,55 @@ def evaluate_dota(
     annotations: Mapping[str, Mapping],
     classes: Sequence[str],
     iou_threshold: float = 0.5,
+    *,
+    difficult: str = "ignore",
+    iou: str = "polygon",
 ) -> DotaEvaluation:
     """Task1 mAP.
 
     detections: image id -> dict(``boxes`` (K, 5) or ``polygons`` (K, 8), ``scores`` (K,), ``labels`` (K,)).
     annotations: image id -> dict(``polygons`` (N, 8), ``labels`` (N,), ``difficult`` (N,) bool).
-    Detections for an image without annotations count as false positives.
+    ``difficult``: ``"ignore"`` (DOTA) or ``"count"`` (STAR: difficult objects are ordinary ground
+    truth); ``iou``: ``"polygon"`` (DOTA) or ``"rotated"`` (STAR). Detections for an image without
+    annotations count as false positives.
     """
+    if difficult not in ("ignore", "count"):
+        raise ValueError(f"difficult: {difficult!r} is not one of ignore, count")
+    if iou not in ("polygon", "rotated"):
+        raise ValueError(f"iou: {iou!r} is not one of polygon, rotated")
+    shapes = detection_boxes if iou == "rotated" else detection_polygons
     ap, counts = {}, {}
-    gt = {
-        k: (
-            _as_numpy(v["polygons"]).reshape(-1, 8),
-            _as_numpy(v["labels"]).reshape(-1),
-            _as_numpy(v["difficult"]).reshape(-1).astype(bool),
-        )
-        for k, v in annotations.items()
-    }
+    gt = {}
+    for k, v in annotations.items():
+        polys = _as_numpy(v["polygons"]).reshape(-1, 8).astype(np.float64)
+        hard = _as_numpy(v["difficult"]).reshape(-1).astype(bool)
+        gt_shapes = _as_numpy(polygons_to_boxes(torch.as_tensor(polys))) if iou == "rotated" else polys
+        gt[k] = (gt_shapes, _as_numpy(v["labels"]).reshape(-1), hard & (difficult == "ignore"))
     dets = {
-        k: (detection_polygons(v), _as_numpy(v["scores"]).reshape(-1), _as_numpy(v["labels"]).reshape(-1))
+        k: (shapes(v), _as_numpy(v["scores"]).reshape(-1), _as_numpy(v["labels"]).reshape(-1))
         for k, v in detections.items()
     }
     for c, name in enumerate(classes):
-        records = [(float(s), image_id, poly) for image_id, (polys, scores, labels) in dets.items()
-                   for poly, s, lab in zip(polys, scores, labels) if lab == c]  # fmt: skip
+        records, ious_of = [], {}
+        for image_id, (det_shapes, det_scores, det_labels) in dets.items():
+            mine = np.nonzero(det_labels == c)[0]
+            if image_id in gt:
+                gt_shapes, gt_labels, _ = gt[image_id]
+                ious_of[image_id] = _iou_matrix(det_shapes[mine], gt_shapes[gt_labels == c], iou)
+            records += [(float(det_scores[d]), image_id, row) for row, d in enumerate(mine)]
         records.sort(key=lambda r: -r[0])  # stable: ties keep image/detection order
         matched = {k: np.zeros(int((v[1] == c).sum()), dtype=bool) for k, v in gt.items()}
         num_gt = sum(int(((v[1] == c) & ~v[2]).sum()) for v in gt.values())
         tp, scores = [], []
-        for score, image_id, poly in records:
+        for score, image_id, row in records:
             outcome = 0.0
             if image_id in gt:
-                polys, labels, difficult = gt[image_id]
-                members = np.nonzero(labels == c)[0]
-                ious = np.array([polygon_iou(poly, polys[m]) for m in members])
+                hard = gt[image_id][2][gt[image_id][1] == c]
+                ious = ious_of[image_id][row]
                 if ious.size and ious.max() > iou_threshold:
                     best = int(ious.argmax())
-                    if difficult[members[best]]:
-                        continue  # matching a difficult object: ignored
+                    if hard[best]:
+                        continue  # matching an ignored (difficult) object
                     if not matched[image_id][best]:
                         matched[image_id][best] = True
                         outcome = 1.0
@@ -163,6 +194,7 @@ def read_task1_submission(folder: str | Path, classes: Sequence[str]) -> dict[st
 
 __all__ = [
     "DotaEvaluation",
+    "detection_boxes",
     "detection_polygons",
     "evaluate_dota",
     "polygon_iou",

@@ -14,7 +14,7 @@ from monatune.engine.config import ExperimentConfig
 from monatune.tasks.detection.module import DetectorModule, gather_objects, input_stats, tune_dense_model
 from monatune.tasks.oriented.dota_eval import DotaEvaluation, evaluate_dota, write_task1_submission
 from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS, build_oriented_detector
-from monatune.tasks.oriented.patches import merge_patch_detections
+from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 
 # head_options keys read here; every other key is a keyword argument of the detector
 MODEL_KEYS = ("out_indices", "image_mean", "image_std")
@@ -47,9 +47,10 @@ class OrientedModule(DetectorModule):
     ``labels`` (N,), ``difficult``, ``polygons`` and ``image_id`` (see ``DotaDataset``).
 
     Evaluation runs the model on every (patch) image; when the data module cut the images into patches,
-    the detections are merged per original image (class-aware rotated NMS) and scored against the
-    original labels. Logs ``<stage>/map``: DOTA Task1 mAP in % (polygon IoU 0.5, VOC07 11-point AP,
-    difficult objects ignored) whenever the split has labels. ``test`` also writes the submission files
+    the detections are merged per original image (rotated NMS, ``data.options.merge_*``) and scored
+    against the original labels. Logs ``<stage>/map``: Task1 mAP in % (VOC07 11-point AP; by default
+    DOTA's polygon IoU 0.5 with difficult objects ignored, ``data.options.eval_*``; SPEC §8.4)
+    whenever the split has labels. ``test`` also writes the submission files
     ``Task1_<class>.txt`` to ``<trainer.out_dir>/task1/``.
     """
 
@@ -67,11 +68,12 @@ class OrientedModule(DetectorModule):
             self._detections[image_id] = {k: _cpu(pred[k]) for k in ("boxes", "scores", "labels")}
             self._targets[image_id] = {k: _cpu(target[k]) for k in ("polygons", "labels", "difficult")}
 
-    def merge_patches(self, detections: dict[str, dict[str, torch.Tensor]], iou_threshold: float) -> dict[str, dict[str, torch.Tensor]]:
+    def merge_patches(
+        self, detections: dict[str, dict[str, torch.Tensor]], settings: MergeSettings | None = None
+    ) -> dict[str, dict[str, torch.Tensor]]:
         """Patch detections (keyed by DOTA patch id) -> detections per original image: shifted back,
-        class-aware rotated NMS at ``iou_threshold``, at most the model's ``max_per_image``."""
-        limit = getattr(self.model, "max_per_image", 2000)
-        return merge_patch_detections(detections, iou_threshold=iou_threshold, max_per_image=limit)
+        rotated NMS as ``settings`` say (default: the config's ``data.options.merge_*``)."""
+        return merge_detections(detections, settings or merge_settings(self.cfg.data.options))
 
     def _reference(self, stage: str):
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -87,14 +89,15 @@ class OrientedModule(DetectorModule):
         self._detections, self._targets = {}, {}
         reference = self._reference(stage)
         if reference is not None and reference.merge:
-            detections = self.merge_patches(detections, reference.merge_nms_iou)
+            detections = self.merge_patches(detections, reference.merge_settings)
         # Without a data module that knows the original labels, score what the loader gave.
         annotations = reference.annotations if reference is not None else targets
         if stage == "test" and self.trainer.is_global_zero:
             write_task1_submission(Path(self.cfg.trainer.out_dir) / "task1", detections, self.class_names)
         if annotations is not None:
+            score = reference.score_settings if reference is not None else score_settings(self.cfg.data.options)
             self.last_eval = evaluate_dota(
-                detections, annotations, self.class_names, float(self.cfg.data.options.get("eval_iou_threshold", 0.5))
+                detections, annotations, self.class_names, score.iou_threshold, difficult=score.difficult, iou=score.iou
             )
             self.log(f"{stage}/map", 100.0 * self.last_eval.mean_ap, prog_bar=True)
 

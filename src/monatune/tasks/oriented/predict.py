@@ -12,20 +12,22 @@ from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.predict import image_ids, to_device
 from monatune.tasks.oriented.dota_eval import write_task1_submission
-from monatune.tasks.oriented.datamodule import merge_nms_iou
 from monatune.tasks.oriented.patches import crop_patch, patch_name, patch_windows
+from monatune.tasks.oriented.protocol import merge_settings
 
 
 def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
     """As the evaluation does: with ``data.options.patch_size`` set (1024 for DOTA), each image is cut
     into overlapping patches (``overlap``, 200), each patch detected, and the boxes merged back by
-    rotated NMS (``OrientedModule.merge_patches``, IoU ``merge_nms_iou``); without it, each image
+    rotated NMS (``OrientedModule.merge_patches``: ``data.options.merge_nms_iou``, ``merge_class_agnostic``,
+    ``merge_max_per_image``, SPEC §8.4); without it, each image
     is detected whole. Image ids are the file names without suffix (DOTA's convention), so they must
     be unique. Boxes are (cx, cy, w, h, theta) in image pixels, labels 0..C-1.
     options: ``score_threshold``."""
     opts = cfg.data.options
     patch_size, overlap = opts.get("patch_size"), opts.get("overlap", 200)
     threshold = float(options.get("score_threshold", 0.0))
+    merge = merge_settings(opts)
     detections = {}
     for image_id, path in zip(image_ids(paths), paths):
         image = read_rgb_image(path).as_subclass(torch.Tensor)
@@ -38,7 +40,7 @@ def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path],
             keep = out["scores"] >= threshold
             results[patch_name(image_id, x0, y0)] = {k: out[k][keep].cpu() for k in ("boxes", "scores", "labels")}
         if patch_size:
-            detections.update(module.merge_patches(results, merge_nms_iou(cfg)))
+            detections.update(module.merge_patches(results, merge))
         else:
             detections[image_id] = next(iter(results.values()))
     written = write_task1_submission(out_dir / "task1", detections, module.class_names)
