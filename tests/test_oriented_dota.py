@@ -136,7 +136,7 @@ def test_split_then_merge_recovers_every_object(tmp_path):
     boxes = torch.tensor([[x, y, 60, 24, 0.1 * i] for i, (x, y) in enumerate(centres)], dtype=torch.float64)
     polys = np.round(boxes_to_polygons(boxes).numpy(), 1)
     write_dota_labels(src / "labelTxt" / "P0007.txt", polys, ["plane", "ship"] * 3, [0, 0, 1, 0, 0, 0])
-    names = split_dota(src, tmp_path / "dst", patch_size=1024, overlap=200)
+    names = split_dota(src, tmp_path / "dst", patch_size=1024, overlap=200).patches
     assert len(names) == 4 and all(Image.open(tmp_path / "dst" / "images" / f"{n}.png").size == (1024, 1024) for n in names)
     # "Detect" each patch perfectly: its labels as boxes, then merge back into the full image.
     patch_results, copies = {}, 0

@@ -2,23 +2,33 @@
 
 Patch ``<image>__1__<x0>___<y0>`` (DOTA devkit naming, scale 1) covers [x0, x0 + size) x [y0, y0 + size);
 patches step by size - overlap and the last one in a row/column is moved back to end at the image
-border; an image smaller than a patch is padded with zeros at the bottom/right. An object goes to a
-patch when at least ``iof_threshold`` (0.7) of its polygon's area lies inside it; it keeps its whole
-polygon (shifted), not a clipped one. Detections on patches are shifted back and merged with
-class-aware rotated NMS (IoU 0.1).
+border; an image smaller than a patch is padded with zeros at the bottom/right.
+
+An object goes to a patch whole when at least ``iof_threshold`` (0.7) of it lies inside, else as the
+rectangle around its part inside, flagged difficult (the rule: :mod:`~monatune.tasks.oriented.patch_objects`),
+so no object inside the image is lost; :func:`split_dota` counts per split the objects kept whole,
+only clipped and dropped. Detections on patches are shifted back and merged with class-aware rotated
+NMS (IoU 0.1).
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
-from shapely.geometry import Polygon, box as shapely_box
 
 from monatune.tasks.oriented.nms import batched_rotated_nms
+from monatune.tasks.oriented.patch_objects import CLIPPED_DIFFICULT, MIN_CLIPPED_SIDE, ObjectShapes, window_objects
+
+SPLIT_VERSION = 2
+"""The rule that decides what goes to a patch; a folder split under another version must be split
+again. 1: objects under the iof threshold were left out. 2: they go in clipped and difficult."""
 
 _PATCH_NAME = re.compile(r"^(?P<image>.+)__(?P<scale>[0-9.]+)__(?P<x>\d+)___(?P<y>\d+)$")
 
@@ -54,25 +64,6 @@ def parse_patch_name(name: str) -> tuple[str, int, int]:
     return match["image"], int(match["x"]), int(match["y"])
 
 
-def objects_in_window(
-    polygons: np.ndarray, x0: int, y0: int, patch_size: int, iof_threshold: float = 0.7
-) -> tuple[np.ndarray, np.ndarray]:
-    """Which polygons (N, 8) belong to the patch at (x0, y0) -> (mask (N,), polygons shifted into it (N, 8))."""
-    window = shapely_box(x0, y0, x0 + patch_size, y0 + patch_size)
-    keep = np.zeros(len(polygons), dtype=bool)
-    for i, poly in enumerate(np.asarray(polygons, dtype=np.float64).reshape(-1, 8)):
-        shape = Polygon(poly.reshape(4, 2))
-        if not shape.is_valid:
-            shape = shape.convex_hull
-        if shape.area <= 0:  # degenerate: keep it where its centre lies
-            cx, cy = poly[0::2].mean(), poly[1::2].mean()
-            keep[i] = x0 <= cx < x0 + patch_size and y0 <= cy < y0 + patch_size
-        else:
-            keep[i] = shape.intersection(window).area / shape.area >= iof_threshold
-    shifted = np.asarray(polygons, dtype=np.float64).reshape(-1, 8) - np.tile([x0, y0], 4)
-    return keep, shifted
-
-
 def crop_patch(image: torch.Tensor, x0: int, y0: int, patch_size: int = 1024) -> torch.Tensor:
     """The (C, size, size) patch of image (C, H, W) at (x0, y0), zero-padded past the border."""
     patch = image[:, y0 : y0 + patch_size, x0 : x0 + patch_size]
@@ -83,6 +74,73 @@ def crop_patch(image: torch.Tensor, x0: int, y0: int, patch_size: int = 1024) ->
     return out
 
 
+@dataclass
+class SplitCounts:
+    """What :func:`split_dota` did with the objects of one split (a folder of images).
+
+    Every object is counted once in exactly one of ``kept_whole`` (whole in at least one patch: some
+    window holds >= iof_threshold of it), ``clipped_only`` (in no window that much: only its clipped,
+    difficult parts are in patches) and ``dropped`` (in no patch; ``dropped_objects`` names each as
+    ``"<image> #<line index> <class>: <why>"``). ``whole_copies`` / ``clipped_copies`` count label lines
+    written (an object in an overlap is in several patches; an object kept whole may also have clipped
+    parts in its other neighbours)."""
+
+    images: int = 0
+    patches: int = 0
+    objects: int = 0
+    kept_whole: int = 0
+    clipped_only: int = 0
+    dropped: int = 0
+    whole_copies: int = 0
+    clipped_copies: int = 0
+    dropped_objects: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts as JSON-ready values (what the ``split.json`` stamp records)."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line: images -> patches; objects kept whole, only clipped, dropped."""
+        return (
+            f"{self.images} images -> {self.patches} patches; {self.objects} objects: {self.kept_whole} kept whole, "
+            f"{self.clipped_only} only clipped (difficult), {self.dropped} dropped; label lines: "
+            f"{self.whole_copies} whole, {self.clipped_copies} clipped"
+        )
+
+
+@dataclass
+class SplitResult:
+    """What :func:`split_dota` wrote: the patch ids (in writing order) and the object counts."""
+
+    patches: list[str]
+    counts: SplitCounts
+
+
+def _count_image(
+    counts: SplitCounts,
+    image_id: str,
+    objects: ObjectShapes,
+    names: list[str],
+    whole: np.ndarray,
+    clipped: np.ndarray,
+    sliver: np.ndarray,
+    min_clipped_side: float,
+) -> None:
+    """Add one image's objects to ``counts``; ``whole``/``clipped``/``sliver`` (N,): in any window."""
+    counts.objects += len(objects)
+    counts.kept_whole += int(whole.sum())
+    counts.clipped_only += int((clipped & ~whole).sum())
+    for i in np.flatnonzero(~whole & ~clipped):
+        if objects.areas[i] <= 0:
+            why = "zero area and its centre in no patch"
+        elif sliver[i]:
+            why = f"only parts thinner than {min_clipped_side:g} px inside the patches"
+        else:
+            why = "outside the image"
+        counts.dropped += 1
+        counts.dropped_objects.append(f"{image_id} #{i} {names[i]}: {why}")
+
+
 def split_dota(
     src_root: str | Path,
     dst_root: str | Path,
@@ -90,12 +148,15 @@ def split_dota(
     patch_size: int = 1024,
     overlap: int = 200,
     iof_threshold: float = 0.7,
+    min_clipped_side: float = MIN_CLIPPED_SIDE,
     keep_empty: bool = True,
-) -> list[str]:
+) -> SplitResult:
     """Split ``src_root/images`` (+ ``labelTxt`` if present) into patches under ``dst_root``.
 
-    Writes ``dst_root/images/<patch id>.png`` and, when labels exist, ``dst_root/labelTxt/<patch id>.txt``.
-    Returns the patch ids. ``keep_empty=False`` skips patches without objects (training sets).
+    Writes ``dst_root/images/<patch id>.png`` and, when labels exist, ``dst_root/labelTxt/<patch id>.txt``
+    (objects whole or clipped: module docstring). ``keep_empty=False`` skips patches without objects
+    (training sets). Prints one summary line to stderr and warns when objects were dropped. Returns the
+    patch ids and the :class:`SplitCounts` (all zero object counts without labels).
     """
     from PIL import Image
 
@@ -107,23 +168,40 @@ def split_dota(
     (dst_root / "images").mkdir(parents=True, exist_ok=True)
     if label_dir.is_dir():
         (dst_root / "labelTxt").mkdir(parents=True, exist_ok=True)
-    written = []
+    written, counts = [], SplitCounts()
     for path in find_images(src_root / "images"):
         image = read_rgb_image(path).as_subclass(torch.Tensor)
+        counts.images += 1
         labels = read_dota_labels(label_dir / f"{path.stem}.txt") if label_dir.is_dir() else None
+        objects = ObjectShapes.from_polygons(labels.polygons if labels is not None else np.zeros((0, 8)))
+        any_whole, any_clipped, any_sliver = (np.zeros(len(objects), dtype=bool) for _ in range(3))
         for x0, y0 in patch_windows(image.shape[-1], image.shape[-2], patch_size, overlap):
             name = patch_name(path.stem, x0, y0)
             if labels is not None:
-                keep, shifted = objects_in_window(labels.polygons, x0, y0, patch_size, iof_threshold)
+                found = window_objects(objects, x0, y0, patch_size, iof_threshold, min_clipped_side)
+                any_sliver |= found.sliver
+                keep = found.whole | found.clipped
                 if not keep.any() and not keep_empty:
                     continue
+                any_whole |= found.whole
+                any_clipped |= found.clipped
+                counts.whole_copies += int(found.whole.sum())
+                counts.clipped_copies += int(found.clipped.sum())
+                difficult = np.where(found.clipped, CLIPPED_DIFFICULT, labels.difficult)
                 names = [n for n, k in zip(labels.names, keep) if k]
                 out = dst_root / "labelTxt" / f"{name}.txt"
-                write_dota_labels(out, shifted[keep], names, labels.difficult[keep], labels.header)
+                write_dota_labels(out, found.polygons[keep], names, difficult[keep], labels.header)
             patch = crop_patch(image, x0, y0, patch_size)
             Image.fromarray(patch.permute(1, 2, 0).numpy()).save(dst_root / "images" / f"{name}.png")
             written.append(name)
-    return written
+        if labels is not None:
+            _count_image(counts, path.stem, objects, labels.names, any_whole, any_clipped, any_sliver, min_clipped_side)
+    counts.patches = len(written)
+    print(f"split_dota {src_root} -> {dst_root}: {counts.summary()}", file=sys.stderr, flush=True)
+    if counts.dropped:
+        listing = "\n  ".join(counts.dropped_objects[:20]) + ("\n  ..." if counts.dropped > 20 else "")
+        warnings.warn(f"split_dota {src_root}: {counts.dropped} object(s) in no patch:\n  {listing}", stacklevel=2)
+    return SplitResult(written, counts)
 
 
 def merge_patch_detections(
@@ -154,9 +232,11 @@ def merge_patch_detections(
 
 
 __all__ = [
+    "SPLIT_VERSION",
+    "SplitCounts",
+    "SplitResult",
     "crop_patch",
     "merge_patch_detections",
-    "objects_in_window",
     "parse_patch_name",
     "patch_name",
     "patch_origins",
