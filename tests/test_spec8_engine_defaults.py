@@ -102,3 +102,39 @@ def test_params_cli_counts_method_options(capsys):
     assert json.loads(capsys.readouterr().out)[0]["trainable"] == 2_370_816
     assert main(["params", "--method", "mona", "--option", "beta=8"]) == 2
     assert "no counted method has it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["full", "bitfit", "normtuning"])
+def test_freeze_patch_embed_keeps_the_stem_frozen_and_round_trips(tmp_path, method):
+    # SPEC §8.11: the public VOC configs freeze the patch embedding (frozen_stages=1)
+    from monatune.tuning import apply_with_heads
+
+    def detector():
+        torch.manual_seed(0)
+        model = torch.nn.Module()
+        model.backbone = monatune.create_backbone("swin_nano_synthetic", dense=True)
+        model.head = torch.nn.Linear(4, 2)
+        return model
+
+    plain = apply_with_heads(detector(), method)
+    stem = [n for n, p in plain.named_parameters() if n.startswith("backbone.patch_embed.") and p.requires_grad]
+    assert stem  # the method would train part of the stem
+    frozen = apply_with_heads(detector(), method, frozen_modules=["backbone.patch_embed"])
+    trained = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    assert not any(n.startswith("backbone.patch_embed.") for n in trained)
+    assert trained == {n for n, p in plain.named_parameters() if p.requires_grad} - set(stem)
+    monatune.save_adapter(frozen, tmp_path / "a.safetensors")
+    loaded = monatune.load_adapter(detector(), tmp_path / "a.safetensors")
+    assert {n for n, p in loaded.named_parameters() if p.requires_grad} == trained
+
+
+def test_freeze_patch_embed_config_key_reaches_the_detector():
+    from monatune.engine.config import load_config
+    from monatune.engine.run import task_builders
+
+    root = __import__("pathlib").Path(__file__).parents[1]
+    cfg = load_config(root / "configs/small/detection_retinanet.yaml", ["model.method=full", "model.freeze_patch_embed=true"])
+    module = task_builders("detection")[0](cfg)
+    stem = [p.requires_grad for n, p in module.model.named_parameters() if n.startswith("backbone.patch_embed.")]
+    assert stem and not any(stem)
+    assert any(p.requires_grad for n, p in module.model.named_parameters() if n.startswith("backbone.layers."))

@@ -78,6 +78,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
         "method": state["method"],
         "options": json.dumps(state["options"]),
         "train_modules": json.dumps(state["train_modules"]),
+        "frozen_modules": json.dumps(state.get("frozen_modules", [])),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,7 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, o
         "method": meta["method"],
         "options": json.loads(meta.get("options", "{}")),
         "train_modules": json.loads(meta.get("train_modules", "[]")),
+        "frozen_modules": json.loads(meta.get("frozen_modules", "[]")),
     }
     return tensors, info
 
@@ -134,9 +136,9 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     if state is None:
         # Rehearse on a shape-only copy so that a file that does not fit leaves the model plain.
         skeleton = _meta_copy(model)
-        apply(skeleton, info["method"], train_modules=info["train_modules"], **info["options"])
+        apply(skeleton, info["method"], train_modules=info["train_modules"], frozen_modules=info["frozen_modules"], **info["options"])
         _check_fit(_expected_in_file(skeleton, info, path, warn=False), tensors, path, info["method"])
-        apply(model, info["method"], train_modules=info["train_modules"], **info["options"])
+        apply(model, info["method"], train_modules=info["train_modules"], frozen_modules=info["frozen_modules"], **info["options"])
     elif state["method"] != info["method"] or json.loads(json.dumps(state["options"])) != info["options"]:
         # (compared in JSON form: the file stores tuples as lists)
         raise AdapterMismatchError(

@@ -13,18 +13,22 @@ from monatune.methods import build_method
 STATE_ATTR = "monatune_state"
 
 
-def apply(model: nn.Module, method: str, *, train_modules: Sequence[str] = (), **options: Any) -> nn.Module:
+def apply(
+    model: nn.Module, method: str, *, train_modules: Sequence[str] = (), frozen_modules: Sequence[str] = (), **options: Any
+) -> nn.Module:
     """Apply ``method`` to every Swin block inside ``model``; return ``model`` (changed in place).
 
     Afterwards exactly the method's parameters require grad: its added modules and the backbone
     parameters it selects. Every other parameter of ``model`` is frozen, except the submodules
     named in ``train_modules`` (e.g. ``["head"]`` for a timm classifier), which train fully.
+    ``frozen_modules`` stay frozen whatever the method trains (e.g. ``["patch_embed"]``: mmdet's
+    ``frozen_stages=1`` for full, bitfit and normtuning).
 
     Raises ValueError for an unknown method, option or module name, or a model tuned already.
     """
     if getattr(model, STATE_ATTR, None) is not None:
         raise ValueError(f"model already tuned with {getattr(model, STATE_ATTR)['method']!r}; apply once per model")
-    for name in train_modules:
+    for name in (*train_modules, *frozen_modules):
         _get_submodule(model, name)
     tuning = build_method(method, **options)
     sites = find_block_sites(model)
@@ -36,15 +40,16 @@ def apply(model: nn.Module, method: str, *, train_modules: Sequence[str] = (), *
         module.requires_grad_(True)
     for name in train_modules:
         _get_submodule(model, name).requires_grad_(True)
-    setattr(
-        model,
-        STATE_ATTR,
-        {"method": method, "options": dataclasses.asdict(tuning.options), "train_modules": list(train_modules)},
-    )
+    for name in frozen_modules:
+        _get_submodule(model, name).requires_grad_(False)
+    state = {"method": method, "options": dataclasses.asdict(tuning.options), "train_modules": list(train_modules)}
+    if frozen_modules:
+        state["frozen_modules"] = list(frozen_modules)
+    setattr(model, STATE_ATTR, state)
     return model
 
 
-def apply_with_heads(model: nn.Module, method: str, **options: Any) -> nn.Module:
+def apply_with_heads(model: nn.Module, method: str, *, frozen_modules: Sequence[str] = (), **options: Any) -> nn.Module:
     """``apply`` to a dense model (``model.backbone`` + neck + heads): the Swin is frozen except what
     the method trains, every other top-level child with parameters trains fully.
 
@@ -54,7 +59,7 @@ def apply_with_heads(model: nn.Module, method: str, **options: Any) -> nn.Module
     if not isinstance(getattr(model, "backbone", None), nn.Module):
         raise ValueError(f"{type(model).__name__} has no .backbone module; use apply(model, method, train_modules=...)")
     heads = [name for name, child in model.named_children() if name != "backbone" and any(True for _ in child.parameters())]
-    return apply(model, method, train_modules=heads, **options)
+    return apply(model, method, train_modules=heads, frozen_modules=frozen_modules, **options)
 
 
 def tuning_state(model: nn.Module) -> dict[str, Any] | None:

@@ -16,8 +16,11 @@ class DenseSwin(nn.Module):
     """Base of the dense Swin wrappers. ``forward(images (B,3,H,W)) -> [ (B, C_i, H/s_i, W/s_i) ]``.
 
     One LayerNorm per returned stage is registered as ``norm{i}`` (the names of the original Swin
-    detection code). ``out_channels`` and ``strides`` describe the returned maps, in order.
+    detection code). ``out_channels`` and ``strides`` describe the returned maps, in order;
+    ``patch_embedding`` names the stem submodule (patch embedding and its norm).
     """
+
+    patch_embedding: str = "patch_embed"
 
     def __init__(self, stage_channels: Sequence[int], out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
         super().__init__()
@@ -70,6 +73,8 @@ class TimmDenseSwin(DenseSwin):
 
 class TorchvisionDenseSwin(DenseSwin):
     """Dense wrapper over a torchvision SwinTransformer (its ``features``; final norm/head dropped)."""
+
+    patch_embedding = "features.0"
 
     def __init__(self, swin: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
         stage_ids = list(range(1, len(swin.features), 2))  # features: stem, stage, merge, stage, ...

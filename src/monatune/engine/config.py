@@ -37,6 +37,9 @@ class ModelConfig:
     # activation checkpointing of the Swin blocks (monatune.checkpoint_blocks) for large inputs:
     # true = every stage, a list = these stages (0-based), false = off. Same results, ~1 extra block forward.
     checkpoint_blocks: bool | list[int] = False
+    # keep the Swin's patch embedding frozen whatever the method trains (mmdet's frozen_stages=1, as the
+    # public VOC configs; matters for full, bitfit, normtuning). Dense tasks; SPEC §8.11 parity option.
+    freeze_patch_embed: bool = False
 
 
 @dataclass
