@@ -6,10 +6,11 @@ Layout expected under ``root`` (the ``VOCdevkit`` folder)::
     VOC2007/JPEGImages/<id>.jpg
     VOC2007/ImageSets/Main/<image_set>.txt      (one id per line: trainval, test, train, val, ...)
 
-Box coordinates are returned as the XML stores them (the devkit's 1-based, inclusive pixel indices;
-mmdet, which produced the paper's numbers, trains on the same values, truncated to int, and we do not
-truncate), and :class:`~monatune.metrics.voc07_map.VOC07MAP` scores them with its default
-``pixel_offset=1``.
+Box coordinates follow ``box_convention``: ``"devkit"`` (default) returns them as the XML stores them
+(the devkit's 1-based, inclusive pixel indices; we do not truncate them to int as mmdet does) and
+:class:`~monatune.metrics.voc07_map.VOC07MAP` scores them with ``pixel_offset=1``; ``"mmdet"`` (the
+mmdet 2.11 parity option, SPEC §8.11) shifts all four by -1 and is scored with continuous IoU
+(``pixel_offset=0``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ VOC_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 Target = dict[str, Any]
+BOX_CONVENTIONS = ("devkit", "mmdet")
+# Added to the XML's (xmin, ymin, xmax, ymax) when reading.
+_BOX_SHIFT = {"devkit": 0.0, "mmdet": -1.0}
+
+
+def check_box_convention(box_convention: str) -> str:
+    """``box_convention`` if it is one of :data:`BOX_CONVENTIONS`, else ValueError naming it."""
+    if box_convention not in BOX_CONVENTIONS:
+        raise ValueError(f"box_convention: {box_convention!r} is not one of {', '.join(BOX_CONVENTIONS)}")
+    return box_convention
 
 
 def _child_text(node: ET.Element, tag: str, path: Path, where: str) -> str:
@@ -49,13 +60,17 @@ def _child_number(node: ET.Element, tag: str, path: Path, where: str) -> float:
         raise DatasetError(path, f"{where}: <{tag}> is not a number: {text!r}") from None
 
 
-def parse_voc_xml(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) -> dict[str, Any]:
+def parse_voc_xml(
+    path: str | Path, class_names: Sequence[str] = VOC_CLASSES, box_convention: str = "devkit"
+) -> dict[str, Any]:
     """Read one VOC annotation file.
 
     Returns ``dict(filename, height, width, boxes (N, 4) float32 xyxy, labels (N,) int64 in 1..C
-    (index in ``class_names`` + 1; 0 is background), difficult (N,) bool)``.
+    (index in ``class_names`` + 1; 0 is background), difficult (N,) bool)``; boxes as the XML has
+    them (``box_convention="devkit"``) or each coordinate minus 1 (``"mmdet"``).
     Raises :class:`DatasetError` naming the file for malformed XML, unknown classes or bad boxes.
     """
+    shift = _BOX_SHIFT[check_box_convention(box_convention)]
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
@@ -90,7 +105,7 @@ def parse_voc_xml(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) ->
         "filename": filename_node.text.strip() if filename_node is not None and filename_node.text else None,
         "height": height,
         "width": width,
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4) + shift,
         "labels": torch.tensor(labels, dtype=torch.int64),
         "difficult": torch.tensor(difficult, dtype=torch.bool),
     }
@@ -104,7 +119,7 @@ class VOCDetection(Dataset):
     1..20, difficult (N,) bool, image_id=int (the item index))``; ``transforms(image, target)``
     is applied last. ``ids[i]`` is ``(year, name)``.
     ``skip_difficult`` drops difficult boxes (mmdet trains without them); evaluation keeps them
-    so the metric can ignore them.
+    so the metric can ignore them. ``box_convention``: see :func:`parse_voc_xml`.
     """
 
     def __init__(
@@ -114,7 +129,9 @@ class VOCDetection(Dataset):
         transforms: Callable[[tv_tensors.Image, Target], tuple[Any, Any]] | None = None,
         skip_difficult: bool = False,
         class_names: Sequence[str] = VOC_CLASSES,
+        box_convention: str = "devkit",
     ) -> None:
+        self.box_convention = check_box_convention(box_convention)
         self.root = Path(root)
         self.transforms = transforms
         self.skip_difficult = skip_difficult
@@ -145,7 +162,7 @@ class VOCDetection(Dataset):
         return self.root / f"VOC{year}" / "JPEGImages" / f"{name}.jpg"
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        ann = parse_voc_xml(self.annotation_path(index), self.class_names)
+        ann = parse_voc_xml(self.annotation_path(index), self.class_names, self.box_convention)
         image = read_rgb_image(self.image_path(index))
         height, width = image.shape[-2:]
         if (ann["height"], ann["width"]) != (height, width):

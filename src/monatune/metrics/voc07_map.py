@@ -3,7 +3,8 @@
 Follows the VOC devkit (``VOCevaldet.m``) and mmdet's ``eval_map`` as the paper used them:
 
 * Boxes are inclusive pixel indices, so width = x2 - x1 + 1 (``pixel_offset=1``, the default);
-  ``pixel_offset=0`` gives the continuous IoU used by COCO and torchvision.
+  ``pixel_offset=0`` gives the continuous IoU used by COCO, torchvision and mmdet 2.11's VOC
+  evaluation (:func:`pixel_offset_for` maps the reader's ``box_convention`` to it).
 * A detection is matched to the ground truth of its image and class with the largest IoU
   (difficult ones included). If that IoU is below the threshold it is a false positive; if the
   ground truth is difficult the detection is ignored (neither true nor false positive); if it was
@@ -23,6 +24,17 @@ import numpy as np
 import torch
 
 from monatune.metrics.average_precision import area_under_pr, precision_recall, voc07_11point_ap
+
+
+# box_convention of monatune.data.voc -> pixel_offset: the devkit's inclusive pixels, mmdet 2.11's continuous IoU
+PIXEL_OFFSETS = {"devkit": 1.0, "mmdet": 0.0}
+
+
+def pixel_offset_for(box_convention: str) -> float:
+    """The ``pixel_offset`` that scores boxes read with ``box_convention`` ("devkit" -> 1, "mmdet" -> 0)."""
+    if box_convention not in PIXEL_OFFSETS:
+        raise ValueError(f"box_convention: {box_convention!r} is not one of {', '.join(PIXEL_OFFSETS)}")
+    return PIXEL_OFFSETS[box_convention]
 
 
 def box_iou_matrix(boxes1: np.ndarray, boxes2: np.ndarray, pixel_offset: float = 1.0) -> np.ndarray:

@@ -5,7 +5,9 @@ written once in a real layout (``synthetic_*``) so the real readers read them.
 and ``2007/test``) or ``synthetic_voc`` (scenes of 5 shape classes written to ``root`` first; splits are
 image-set names, e.g. ``trainval`` and ``test``). ``cfg.data.options``: ``scale`` [long, short] of the
 training resize (1000, 600), ``flip_prob`` (0.5), ``skip_difficult`` (true: train without difficult
-boxes); synthetic only: ``num_train_images``, ``num_val_images``, ``seed`` (image size = ``image_size``).
+boxes), ``box_convention`` ("devkit": boxes as the XML has them, scored with the devkit's +1 IoU;
+"mmdet": boxes shifted by -1 and continuous IoU, mmdet 2.11 parity, SPEC §8.11); synthetic only:
+``num_train_images``, ``num_val_images``, ``seed`` (image size = ``image_size``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torchvision.transforms import v2
 from monatune.data.datamodule import SplitDataModule
 from monatune.data.dense_transforms import detection_train_transforms
 from monatune.data.synthetic_scenes import SYNTHETIC_CLASSES, write_voc
-from monatune.data.voc import VOC_CLASSES, VOCDetection
+from monatune.data.voc import BOX_CONVENTIONS, VOC_CLASSES, VOCDetection
 from monatune.engine.config import ExperimentConfig
 
 DATASETS = ("voc", "synthetic_voc")
@@ -84,6 +86,14 @@ def voc_image_sets(split: str) -> list[tuple[str, str]]:
             raise ValueError(f"VOC split {split!r}: expected YEAR/IMAGE_SET parts joined by '+', e.g. 2007/trainval+2012/trainval")
         sets.append((year, name))
     return sets
+
+
+def box_convention(cfg: ExperimentConfig) -> str:
+    """``data.options.box_convention`` ("devkit" by default), checked: the reader and the metric both use it."""
+    value = cfg.data.options.get("box_convention", "devkit")
+    if value not in BOX_CONVENTIONS:
+        raise ValueError(f"data.options.box_convention: {value!r} is not one of {', '.join(BOX_CONVENTIONS)}")
+    return value
 
 
 def detection_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
@@ -150,4 +160,5 @@ class DetectionData(DenseDataModule):
             transforms=transforms,
             skip_difficult=train and opts.get("skip_difficult", True),
             class_names=detection_class_names(self.cfg),
+            box_convention=box_convention(self.cfg),
         )

@@ -14,7 +14,8 @@ from monatune.backbones.embedded import EMBEDDED_BACKBONES
 from monatune.engine.build import backbone_from_config
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.module import TunedModule
-from monatune.metrics.voc07_map import VOC07MAP
+from monatune.metrics.voc07_map import VOC07MAP, pixel_offset_for
+from monatune.tasks.detection.data import box_convention
 from monatune.tasks.detection.retinanet import build_retinanet
 from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tuning import apply_with_heads
@@ -46,8 +47,10 @@ def builder_options(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def tune_dense_model(model: nn.Module, cfg: ExperimentConfig) -> nn.Module:
     """Apply ``cfg.model.method`` to the Swin inside ``model``; neck and heads train fully
-    (``monatune.tuning.apply_with_heads``)."""
-    return apply_with_heads(model, cfg.model.method, **cfg.model.method_options)
+    (``monatune.tuning.apply_with_heads``). ``model.freeze_patch_embed`` keeps the Swin's patch
+    embedding frozen whatever the method trains (mmdet's ``frozen_stages=1``, SPEC §8.11)."""
+    frozen = [f"backbone.{model.backbone.patch_embedding}"] if cfg.model.freeze_patch_embed else []
+    return apply_with_heads(model, cfg.model.method, frozen_modules=frozen, **cfg.model.method_options)
 
 
 class EvalResizeTransform(GeneralizedRCNNTransform):
@@ -119,11 +122,13 @@ class DetectionModule(DetectorModule):
     """Batches are ``(images: list of (3, H, W) in 0-1, targets: list of dicts)``; training targets hold
     ``boxes`` (N, 4) xyxy and ``labels`` (N,) in 1..C, eval targets the original-image ``boxes``,
     ``labels`` and ``difficult``. Logs ``val/map``: VOC07 11-point mAP at IoU 0.5 in %, difficult ignored,
-    over the whole set (all DDP ranks)."""
+    over the whole set (all DDP ranks), with the IoU of ``data.options.box_convention`` (devkit +1 or
+    mmdet's continuous one)."""
 
     def __init__(self, model: nn.Module, cfg: ExperimentConfig, class_names: Sequence[str] | None = None) -> None:
         super().__init__(model, cfg)
         self.class_names = tuple(class_names) if class_names is not None else None
+        self.pixel_offset = pixel_offset_for(box_convention(cfg))
         self._records: list[tuple[dict, dict]] = []
         self.last_eval: dict[str, Any] = {}
 
@@ -136,7 +141,7 @@ class DetectionModule(DetectorModule):
     def eval_end(self, stage: str) -> None:
         records = [r for rank in gather_objects(self._records) for r in rank]
         self._records = []
-        metric = VOC07MAP(self.cfg.model.num_classes, self.class_names)
+        metric = VOC07MAP(self.cfg.model.num_classes, self.class_names, pixel_offset=self.pixel_offset)
         metric.update([p for p, _ in records], [t for _, t in records])
         self.last_eval = metric.compute()
         self.log(f"{stage}/map", 100.0 * self.last_eval["map"], prog_bar=True)

@@ -6,12 +6,35 @@ from typing import Sequence
 
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.ops import boxes as box_ops
 from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
 
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.tasks.common import SeparateNeckDetectorMixin
 from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
 from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, build_detection_transform, check_labels
+
+
+CANDIDATE_SELECTIONS = ("torchvision", "max_class")
+
+
+def max_class_candidates(
+    logits: torch.Tensor, topk: int, score_thresh: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mmdet 2.11's ``nms_pre`` on one level: the ``topk`` anchors by their best class score, then every
+    (anchor, class) pair of those anchors scoring above ``score_thresh``.
+
+    ``logits`` (A, C) of one level and image -> ``(anchor_idxs, labels 0..C-1, scores)``, each (K,).
+    (torchvision instead keeps the top-k of all A x C pair scores above the threshold.)
+    """
+    scores = torch.sigmoid(logits)
+    if topk < scores.shape[0]:
+        kept = scores.max(dim=1).values.topk(topk).indices
+    else:
+        kept = torch.arange(scores.shape[0], device=scores.device)
+    anchor_idxs, labels = torch.where(scores[kept] > score_thresh)
+    anchor_idxs = kept[anchor_idxs]
+    return anchor_idxs, labels, scores[anchor_idxs, labels]
 
 
 class SwinRetinaNet(SeparateNeckDetectorMixin, RetinaNet):
@@ -24,13 +47,51 @@ class SwinRetinaNet(SeparateNeckDetectorMixin, RetinaNet):
     Train: ``model(images: list[(3, H, W) in 0-1], targets: list[{"boxes": (N, 4) xyxy, "labels": (N,)}])``
     -> ``{"classification": focal loss, "bbox_regression": L1 loss}`` (each averaged over positive
     anchors per image, then over images). Eval: ``model(images)`` -> ``list[{"boxes" (K, 4),
-    "scores" (K,), "labels" (K,)}]`` in the input images' coordinates.
+    "scores" (K,), "labels" (K,)}]`` in the input images' coordinates. Test-time candidates per level:
+    ``candidate_selection="torchvision"`` (torchvision's top-k over anchor x class scores) or
+    ``"max_class"`` (:func:`max_class_candidates`, mmdet's), then class-wise NMS over all levels.
     """
 
-    def __init__(self, backbone: DenseSwin, neck: SwinFPN, num_classes: int, **kwargs) -> None:
+    def __init__(
+        self, backbone: DenseSwin, neck: SwinFPN, num_classes: int, candidate_selection: str = "torchvision", **kwargs
+    ) -> None:
+        if candidate_selection not in CANDIDATE_SELECTIONS:
+            raise ValueError(
+                f"candidate_selection: {candidate_selection!r} is not one of {', '.join(CANDIDATE_SELECTIONS)}"
+            )
         super().__init__(backbone, num_classes, **kwargs)
         self.neck = neck
         self.num_classes = num_classes
+        self.candidate_selection = candidate_selection
+
+    def postprocess_detections(  # type: ignore[override]
+        self,
+        head_outputs: dict[str, list[torch.Tensor]],
+        anchors: list[list[torch.Tensor]],
+        image_shapes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        """Per-level outputs (``cls_logits`` (B, A_l, C), ``bbox_regression`` (B, A_l, 4)) and anchors ->
+        one ``{"boxes", "scores", "labels" 0..C-1}`` per image, after class-wise NMS and the cap."""
+        if self.candidate_selection == "torchvision":
+            return super().postprocess_detections(head_outputs, anchors, image_shapes)
+        detections = []
+        for index, image_shape in enumerate(image_shapes):
+            boxes, scores, labels = [], [], []
+            for logits, deltas, level_anchors in zip(
+                head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors[index]
+            ):
+                anchor_idxs, level_labels, level_scores = max_class_candidates(
+                    logits[index], self.topk_candidates, self.score_thresh
+                )
+                decoded = self.box_coder.decode_single(deltas[index][anchor_idxs], level_anchors[anchor_idxs])
+                boxes.append(box_ops.clip_boxes_to_image(decoded, image_shape))
+                scores.append(level_scores)
+                labels.append(level_labels)
+            image_boxes, image_scores, image_labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+            keep = box_ops.batched_nms(image_boxes, image_scores, image_labels, self.nms_thresh)
+            keep = keep[: self.detections_per_img]
+            detections.append({"boxes": image_boxes[keep], "scores": image_scores[keep], "labels": image_labels[keep]})
+        return detections
 
     def forward(  # type: ignore[override]
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
@@ -75,6 +136,7 @@ def build_retinanet(
     nms_thresh: float = 0.5,
     detections_per_img: int = 100,
     topk_candidates: int = 1000,
+    candidate_selection: str = "torchvision",
     image_mean: Sequence[float] = IMAGENET_MEAN,
     image_std: Sequence[float] = IMAGENET_STD,
 ) -> SwinRetinaNet:
@@ -90,6 +152,10 @@ def build_retinanet(
         fpn_channels: FPN and head width (256 in the paper).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: inference (mmdet's VOC test:
             0.05, 0.5, 100, top 1000 per level).
+        candidate_selection: how the ``topk_candidates`` per level are chosen at test: "torchvision"
+            (default: the top scores over all anchor x class pairs) or "max_class" (the top anchors by
+            their best class score, all their classes above ``score_thresh``: mmdet's ``nms_pre``,
+            SPEC §8.11).
         image_mean, image_std: normalisation applied to 0-1 images inside the model.
     Losses: sigmoid focal (gamma 2, alpha 0.25) and L1 on (dx, dy, dw, dh) deltas with unit coder
     weights (mmdet's target stds 1); anchors IoU >= 0.5 positive, < 0.4 negative, every gt keeps
@@ -106,6 +172,7 @@ def build_retinanet(
         backbone,
         neck,
         num_classes,
+        candidate_selection=candidate_selection,
         anchor_generator=anchor_generator,
         head=head,
         score_thresh=score_thresh,
