@@ -172,3 +172,20 @@ def test_masks_are_built_on_the_padded_frame():
     same = (mask[3] == 0).sum(1)
     assert sorted(set(same.tolist())) == [9, 12, 16]
     assert F.relu(-mask).max() == 100
+
+
+def test_small_grids_torchvision_drops_the_shift_ours_keeps_it(dense_timm_swin_t):
+    """A stage grid of at most one window (e.g. 5x6): the original code still shifts and masks inside
+    the single padded 7x7 window; torchvision drops the shift there, monatune's timm blocks do not."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 5, 6, 96)
+    block = dense_timm_swin_t.layers[0].blocks[1]
+    with torch.no_grad():
+        torch.testing.assert_close(block._attn(block.norm1(x)), _timm_reference(block, block.norm1(x)), atol=2e-5, rtol=1e-4)
+        tv = monatune.create_backbone("swin_t", dense=True).eval().features[1][1]
+        unshifted = reference_window_attention(
+            tv.norm1(x), tv.attn.qkv.weight, tv.attn.qkv.bias, tv.attn.proj.weight, tv.attn.proj.bias,
+            tv.attn.relative_position_bias_table, tv.attn.num_heads, 7, 0,
+        )  # fmt: skip
+        torch.testing.assert_close(tv.attn(tv.norm1(x)), unshifted, atol=2e-5, rtol=1e-4)
+        assert not torch.allclose(tv.attn(tv.norm1(x)), _torchvision_reference(tv, tv.norm1(x)), atol=1e-3)
