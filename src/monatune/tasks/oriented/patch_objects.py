@@ -56,7 +56,7 @@ def _signed_area(corners: np.ndarray) -> float:
 
 def align_corners(rectangle: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """The 4 corners of ``rectangle`` (4, 2) in ``reference``'s (4, 2) turning direction, starting at the
-    cyclic shift closest to it (summed corner distances; the devkit's ``choose_best_pointorder``), so a
+    cyclic shift closest to it (summed corner distances, as the devkit's ``choose_best_pointorder_fit_another``), so a
     clipped label keeps its object's first corner where it can."""
     if _signed_area(rectangle) * _signed_area(reference) < 0:
         rectangle = rectangle[::-1]
@@ -77,6 +77,7 @@ class ObjectShapes:
 
     @classmethod
     def from_polygons(cls, polygons: np.ndarray) -> ObjectShapes:
+        """Prepare the polygons (N, 8) of one image (pixel coordinates)."""
         polygons = np.asarray(polygons, dtype=np.float64).reshape(-1, 8)
         shapes = []
         for poly in polygons:
@@ -141,7 +142,6 @@ def window_objects(
             rectangle = align_corners(rectangle, objects.polygons[i].reshape(4, 2))
             polygons[i] = (rectangle - [x0, y0]).reshape(8)
     return WindowObjects(whole, clipped, sliver, polygons)
-
 
 
 __all__ = [
