@@ -144,3 +144,12 @@ def test_max_class_retinanet_runs_end_to_end_and_bad_selection_is_named():
         assert (out["boxes"][:, 2] <= image.shape[-1] + 1e-3).all() and (out["boxes"][:, 3] <= image.shape[-2] + 1e-3).all()
     with pytest.raises(ValueError, match="candidate_selection: 'mmdet'"):
         tiny_retinanet(candidate_selection="mmdet")
+
+
+def test_candidate_selection_reaches_the_model_from_the_config(tmp_path):
+    from monatune.tasks.detection.module import build_detector
+
+    cfg = voc_config(tmp_path)
+    assert build_detector(cfg).candidate_selection == "torchvision"
+    cfg.model.head_options = {"fpn_channels": 16, "candidate_selection": "max_class"}
+    assert build_detector(cfg).candidate_selection == "max_class"

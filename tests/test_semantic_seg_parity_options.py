@@ -83,3 +83,15 @@ def test_whole_image_test_pads_only_to_the_patch_size():
     patch.train()
     patch(images, masks)
     assert patch_sizes[-1] == (64, 96)
+
+
+def test_head_options_reach_the_model_from_the_config(tmp_path):
+    from engine_helpers import tiny_task_config
+    from monatune.tasks.semantic_segmentation.module import build_segmenter
+
+    data = {"dataset": "synthetic_ade20k", "root": str(tmp_path), "image_size": 64}
+    head = {"channels": 16, "aux_channels": 8, "loss_average": "all", "test_padding": "patch"}
+    model = build_segmenter(tiny_task_config(tmp_path, "semantic_segmentation", "upernet", head, 6, "fixed", data))
+    assert (model.loss_average, model.test_padding) == ("all", "patch")
+    default = build_segmenter(tiny_task_config(tmp_path, "semantic_segmentation", "upernet", {"channels": 16}, 6, "fixed", data))
+    assert (default.loss_average, default.test_padding) == ("valid", "size_divisor")
