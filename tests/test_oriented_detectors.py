@@ -173,7 +173,7 @@ def test_h2rbox_v2_symmetry_bookkeeping_with_an_oracle_angle_head():
     breaking the flipped block does not: the object/view grouping inside the model is right."""
     from monatune.tasks.oriented.coders import PSCCoder
 
-    model = build_oriented_detector("h2rbox_v2", tiny_backbone(), 3, **SMALL["h2rbox_v2"])
+    model = build_oriented_detector("h2rbox_v2", tiny_backbone(), 3, variant="v2", **SMALL["h2rbox_v2"])
     model.train()
     images, targets = batch()
     torch.manual_seed(3)

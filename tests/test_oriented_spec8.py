@@ -1,6 +1,6 @@
 """SPEC §8 corrections for oriented detection, each against a hand-computed expectation:
 §8.2 Oriented R-CNN reads all four Swin stages, §8.3 the KLD loss scale of rotated RetinaNet, §8.4 merging
-patches and scoring per dataset."""
+patches and scoring per dataset, §8.5 H2RBox-v2 as the public v2p variant."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import math
 import pytest
 import torch
 
+from monatune.tasks.oriented import build_oriented_detector
+from monatune.tasks.oriented.coders import PSCCoder
 from monatune.tasks.oriented.dota_eval import evaluate_dota
+from monatune.tasks.oriented.h2rbox_v2 import H2RBoxV2, snap_to_axis
+from monatune.tasks.oriented.h2rbox_views import choose_view, rotate_images, view_symmetry_loss
 from monatune.tasks.oriented.module import OrientedModule, build_oriented
 from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 from monatune.tasks.oriented.retinanet import RotatedRetinaNet, per_level_mean
@@ -229,3 +233,162 @@ def test_rotated_box_iou_scores_the_minimum_area_rectangle_of_a_label():
     assert evaluate_dota(det, gt, ["c"], 0.7).mean_ap == 0.0
     assert evaluate_dota(det, gt, ["c"], 0.7, iou="rotated").mean_ap == pytest.approx(1.0)
     assert evaluate_dota(det, gt, ["c"], 0.6).mean_ap == pytest.approx(1.0)
+
+
+# --- §8.5 ----------------------------------------------------------------------------------------
+H2_SMALL = dict(fpn_channels=16, head_channels=16, stacked_convs=1)
+
+
+def _h2rbox(**options) -> H2RBoxV2:
+    return build_oriented_detector("h2rbox_v2", tiny_backbone(), 3, **H2_SMALL, **options)
+
+
+def _h2_batch():
+    images = [torch.full((3, 64, 64), 0.9), torch.full((3, 64, 64), 0.9)]
+    targets = [
+        {"boxes": torch.tensor([[24.0, 28, 30, 16, 0.0], [44, 40, 20, 24, 0]]), "labels": torch.tensor([0, 2])},
+        {"boxes": torch.tensor([[32.0, 32, 36, 20, 0.0]]), "labels": torch.tensor([1])},
+    ]
+    return images, targets
+
+
+def test_v2p_view_is_rotation_with_probability_095_else_vertical_flip():
+    g = torch.Generator().manual_seed(0)
+    draws = [choose_view(0.95, (0.25, 0.75), g) for _ in range(4000)]
+    rotations = [angle for view, angle in draws if view == "rotate"]
+    # binomial(4000, 0.95): standard deviation 0.0034, so 0.015 is over four of them
+    assert len(rotations) / len(draws) == pytest.approx(0.95, abs=0.015)
+    assert {view for view, _ in draws} == {"rotate", "flip"}
+    assert all(angle == 0.0 for view, angle in draws if view == "flip")
+    assert min(rotations) >= math.pi / 4 and max(rotations) <= 3 * math.pi / 4
+    assert sum(rotations) / len(rotations) == pytest.approx(math.pi / 2, abs=0.02)  # uniform on the range
+    again = torch.Generator().manual_seed(0)
+    assert [choose_view(0.95, (0.25, 0.75), again) for _ in range(50)] == draws[:50]
+    assert {choose_view(0.0, (0.25, 0.75), g)[0] for _ in range(20)} == {"flip"}
+    assert {choose_view(1.0, (0.25, 0.75), g)[0] for _ in range(20)} == {"rotate"}
+
+
+def _seed_for(view: str) -> int:
+    """A global seed under which the model's first draw picks ``view``."""
+    for seed in range(100):
+        torch.manual_seed(seed)
+        if choose_view(0.95, (0.25, 0.75))[0] == view:
+            return seed
+    raise AssertionError(view)
+
+
+def _captured_views(model, seed: int) -> torch.Tensor:
+    seen = []
+    real_head = model.head
+
+    def head(views):
+        seen.append(views.detach().clone())
+        return real_head(views)
+
+    model.head = head
+    images, targets = _h2_batch()
+    torch.manual_seed(seed)
+    model.train()(images, targets)
+    return seen[0]
+
+
+def test_v2p_sees_the_batch_and_one_zero_filled_rotated_view():
+    views = _captured_views(_h2rbox(), _seed_for("rotate"))
+    assert views.shape[0] == 4  # two images, two views each
+    original, rotated = views[:2], views[2:]
+    assert original[:, :, 0, 0].abs().min() > 0.1  # a light grey image, normalised: far from 0
+    for corner in (rotated[:, :, 0, 0], rotated[:, :, 0, -1], rotated[:, :, -1, 0], rotated[:, :, -1, -1]):
+        assert torch.equal(corner, torch.zeros_like(corner))  # turned by >= 45 degrees: corners come from outside
+    torch.testing.assert_close(rotated[:, :, 32, 32], original[:, :, 32, 32])  # the centre stays
+    flipped = _captured_views(_h2rbox(), _seed_for("flip"))
+    torch.testing.assert_close(flipped[2:], flipped[:2].flip(-2))
+    # the old three-view v2 keeps reflection padding: no zero corner
+    v2 = _captured_views(_h2rbox(variant="v2"), 0)
+    assert v2.shape[0] == 6 and v2[2:4, :, 0, 0].abs().min() > 0.1
+
+
+def test_rotate_images_zero_fill_by_hand():
+    turned = rotate_images(torch.ones(1, 1, 8, 8), math.pi / 4, padding_mode="zeros", mode="nearest")[0, 0]
+    assert turned[0, 0] == 0 and turned[-1, -1] == 0 and turned[0, -1] == 0 and turned[-1, 0] == 0
+    assert torch.all(turned[3:5, 3:5] == 1)
+
+
+def test_view_symmetry_loss_weight_and_beta_by_hand():
+    rot = 1.0
+    original = torch.tensor([0.1, 0.2, -0.4])
+    errors = torch.tensor([0.05, 0.5, 1.0])  # the third object is rotation-agnostic: it counts as 0
+    # smooth-L1 with beta 0.1: 0.5 e^2 / 0.1 below 0.1, |e| - 0.05 above
+    expected = 0.2 * (0.5 * 0.05**2 / 0.1 + (0.5 - 0.05) + 0.0) / 3
+    agnostic = torch.tensor([False, False, True])
+    loss = view_symmetry_loss(original, original + rot + errors, "rotate", rot, agnostic)
+    assert loss.item() == pytest.approx(expected)
+    flipped = view_symmetry_loss(original, -original + errors + math.pi, "flip", 0.0, agnostic)  # modulo pi
+    assert flipped.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="view: 'turn'"):
+        view_symmetry_loss(original, original, "turn")
+
+
+def test_v2p_symmetry_loss_in_the_model_with_an_oracle_angle_head():
+    """Codes for angle a in the original view and a + rot + 0.05 in the rotated view: every object's
+    error is 0.05, so the loss is 0.2 x 0.5 x 0.05^2 / 0.1 = 0.0025 whatever the number of objects."""
+    model = _h2rbox().train()
+    seed = _seed_for("rotate")
+    torch.manual_seed(seed)
+    _, rot = choose_view(0.95, (0.25, 0.75))
+    real_head, psc = model.head, PSCCoder(3)
+
+    def head(views):
+        (logits, dist, codes, ctr), points, strides = real_head(views)
+        n = views.shape[0] // 2
+        angles = torch.tensor([0.4] * n + [0.4 + rot + 0.05] * n)
+        return (logits, dist, psc.encode(angles)[:, None, :].expand_as(codes) + 0 * codes, ctr), points, strides
+
+    model.head = head
+    images, targets = _h2_batch()
+    torch.manual_seed(seed)
+    assert model(images, targets)["loss_symmetry"].item() == pytest.approx(0.0025, rel=1e-4)
+
+
+def test_snap_to_axis_as_the_public_v2p_code():
+    theta = torch.tensor([0.0, 0.3, -0.7, 0.8, -1.2, math.pi / 2, 2.0])
+    expected = torch.tensor([0.0, 0.0, 0.0, -math.pi / 2, -math.pi / 2, -math.pi / 2, -math.pi / 2])
+    torch.testing.assert_close(snap_to_axis(theta), expected)
+
+
+def _predict_one_point(model: H2RBoxV2, label: int, dist_over_stride: list[float], angle: float) -> torch.Tensor:
+    """Run ``predict`` on a head that fires at one point (50, 50) of stride 8 for class ``label``."""
+    logits = torch.full((1, 1, 3), -10.0)
+    logits[0, 0, label] = 10.0
+    outputs = (logits, torch.tensor([[dist_over_stride]]), PSCCoder(3).encode(torch.tensor([[angle]])), torch.full((1, 1, 1), 10.0))
+    model.head = lambda batch: (outputs, [torch.tensor([[50.0, 50.0]])], torch.tensor([8.0]))
+    return model.eval().predict(torch.zeros(1, 3, 64, 64), [(64, 64)])[0]["boxes"]
+
+
+def test_v2p_test_time_shrink_of_resize_classes_only():
+    model = _h2rbox(resize_classes=[1])
+    # distances (left, top, right, bottom) 16, 24, 16, 24 px: a 32 x 48 box centred on the point
+    plain = _predict_one_point(model, 0, [2.0, 3.0, 2.0, 3.0], 0.3)[0]
+    shrunk = _predict_one_point(model, 1, [2.0, 3.0, 2.0, 3.0], 0.3)[0]
+    assert sorted(plain[2:4].tolist()) == pytest.approx([32.0, 48.0], rel=1e-5)
+    assert sorted(shrunk[2:4].tolist()) == pytest.approx([32.0 * 0.85, 48.0 * 0.85], rel=1e-5)
+    torch.testing.assert_close(shrunk[[0, 1, 4]], plain[[0, 1, 4]])
+
+
+def test_v2p_angle_free_classes_get_angle_zero_after_decoding_with_the_predicted_angle():
+    model = _h2rbox(rotation_agnostic_classes=[2])
+    # left 8, top 8, right 24, bottom 8 px: the centre lies 8 px along the box's own x axis
+    box = _predict_one_point(model, 2, [1.0, 1.0, 3.0, 1.0], 0.3)[0]
+    expected = torch.tensor([50 + 8 * math.cos(0.3), 50 + 8 * math.sin(0.3), 32.0, 16.0, 0.0])
+    torch.testing.assert_close(box, expected, rtol=0, atol=1e-4)
+    other = _predict_one_point(model, 0, [1.0, 1.0, 3.0, 1.0], 0.3)[0]
+    assert other[4].item() == pytest.approx(0.3, abs=1e-5)
+
+
+def test_v2_variant_and_bad_options_are_named():
+    assert _h2rbox().variant == "v2p" and _h2rbox().view_padding == "zeros"
+    v2 = _h2rbox(variant="v2")
+    assert (v2.view_padding, v2.view_interpolation) == ("reflection", "bilinear")
+    with pytest.raises(ValueError, match="variant 'v3'"):
+        _h2rbox(variant="v3")
+    with pytest.raises(ValueError, match="rotation_prob: 1.5"):
+        _h2rbox(rotation_prob=1.5)

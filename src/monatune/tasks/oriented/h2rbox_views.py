@@ -1,9 +1,15 @@
 """H2RBox-v2's extra views and symmetry loss (Yu et al., NeurIPS 2023).
 
-Each training batch is seen three times: as given, turned by a random angle about the image centre
-(reflection padding), and flipped top-to-bottom. An object's angle must follow the view: turned by
-the view's angle in the rotated view, mirrored (negated) in the flipped one. Predicted angles are
-compared modulo pi ("snap"), so the loss never fights the angle's periodicity.
+An object's angle must follow the view: turned by the view's angle in a rotated view, mirrored
+(negated) in a top-to-bottom flipped one. Predicted angles are compared modulo pi ("snap"), so the
+loss never fights the angle's periodicity. Two variants:
+
+* ``v2p``, what the public code trains (SPEC §8.5): each batch is seen twice, as given and in one
+  self-supervised view chosen per batch by :func:`choose_view`: turned by a random angle in
+  pi * [0.25, 0.75] with probability 0.95 (zero fill, nearest pixel, as torchvision's ``rotate``),
+  else flipped top-to-bottom; one smooth-L1 loss (beta 0.1), weight 0.2 (:func:`view_symmetry_loss`).
+* ``v2``: three views (as given, turned with reflection padding, flipped) and two weighted losses
+  (:func:`symmetry_loss`).
 """
 
 from __future__ import annotations
@@ -16,10 +22,29 @@ import torch.nn.functional as F
 from monatune.tasks.oriented.boxes import wrap_angle
 
 
-def rotate_images(batch: torch.Tensor, angle: float, padding_mode: str = "reflection") -> torch.Tensor:
+VIEWS = ("rotate", "flip")
+
+
+def choose_view(
+    rotation_prob: float, view_range: tuple[float, float], generator: torch.Generator | None = None
+) -> tuple[str, float]:
+    """The self-supervised view of one v2p batch: ``("rotate", angle)`` with probability
+    ``rotation_prob``, angle uniform in pi * ``view_range``; else ``("flip", 0.0)`` (top-to-bottom).
+    Draws from ``generator`` (default: torch's global one)."""
+    if float(torch.rand(1, generator=generator)) < rotation_prob:
+        low, high = view_range
+        return "rotate", math.pi * (float(torch.rand(1, generator=generator)) * (high - low) + low)
+    return "flip", 0.0
+
+
+def rotate_images(
+    batch: torch.Tensor, angle: float, padding_mode: str = "reflection", mode: str = "bilinear"
+) -> torch.Tensor:
     """Batch (B, C, H, W) turned by ``angle`` radians about its centre (y down: positive is clockwise).
 
-    A pixel at p in the input ends at c + R(angle) (p - c) in the output, c = (W/2, H/2).
+    A pixel at p in the input ends at c + R(angle) (p - c) in the output, c = (W/2, H/2). Pixels
+    that come from outside the input read ``padding_mode`` ("zeros", "reflection", "border");
+    ``mode``: "bilinear" or "nearest" interpolation.
     """
     b, _, h, w = batch.shape
     cos, sin = math.cos(angle), math.sin(angle)
@@ -29,7 +54,7 @@ def rotate_images(batch: torch.Tensor, angle: float, padding_mode: str = "reflec
     # Output pixel p reads the input at c + R(-angle) (p - c).
     src_x, src_y = x * cos + y * sin + w / 2, -x * sin + y * cos + h / 2
     grid = torch.stack((2 * src_x / w - 1, 2 * src_y / h - 1), dim=-1).expand(b, h, w, 2)
-    return F.grid_sample(batch, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    return F.grid_sample(batch, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
 
 def rotate_boxes(boxes: torch.Tensor, angle: float, image_size: tuple[int, int]) -> torch.Tensor:
@@ -72,4 +97,34 @@ def symmetry_loss(
     )
 
 
-__all__ = ["rotate_boxes", "rotate_images", "symmetry_loss", "vflip_boxes"]
+def view_symmetry_loss(
+    angle_original: torch.Tensor,
+    angle_view: torch.Tensor,
+    view: str,
+    rotation: float = 0.0,
+    agnostic: torch.Tensor | None = None,
+    *,
+    weight: float = 0.2,
+    beta: float = 0.1,
+) -> torch.Tensor:
+    """v2p's symmetry loss, scalar: ``weight`` x mean smooth-L1 (``beta``) of the angle errors (M,)
+    modulo pi: view - original - ``rotation`` for ``view="rotate"``, view + original for "flip".
+    Objects of rotation-agnostic classes (``agnostic`` (M,) bool) count with error 0."""
+    if view not in VIEWS:
+        raise ValueError(f"view: {view!r} is not one of {', '.join(VIEWS)}")
+    error = angle_view - angle_original - rotation if view == "rotate" else angle_view + angle_original
+    error = wrap_angle(error)
+    if agnostic is not None:
+        error = error * ~agnostic
+    return weight * F.smooth_l1_loss(error, torch.zeros_like(error), beta=beta)
+
+
+__all__ = [
+    "VIEWS",
+    "choose_view",
+    "rotate_boxes",
+    "rotate_images",
+    "symmetry_loss",
+    "view_symmetry_loss",
+    "vflip_boxes",
+]
