@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monatune.cli import demo, params, plot, predict, train
+from monatune.cli import demo, params, plot, predict, smoke, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     plot.add_parser(sub)
     predict.add_parser(sub)
+    smoke.add_parser(sub)
     return parser
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command in ("fit", "validate", "test", "export", "predict"):
+        if args.command in ("fit", "validate", "test", "export", "predict", "smoke"):
             return int(args.func(args, extra) or 0)
         if extra:
             parser.error(f"unrecognised arguments: {' '.join(extra)}")
