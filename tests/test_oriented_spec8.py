@@ -1,20 +1,25 @@
 """SPEC §8 corrections for oriented detection, each against a hand-computed expectation:
 §8.2 Oriented R-CNN reads all four Swin stages, §8.3 the KLD loss scale of rotated RetinaNet, §8.4 merging
-patches and scoring per dataset, §8.5 H2RBox-v2 as the public v2p variant."""
+patches and scoring per dataset, §8.5 H2RBox-v2 as the public v2p variant; the paper configs carrying them
+(with §8.9 no_decay, §8.10 LoRand options) and the §8.11 mean-pixel patch padding option."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from monatune.engine.config import load_config
 from monatune.tasks.oriented import build_oriented_detector
 from monatune.tasks.oriented.coders import PSCCoder
 from monatune.tasks.oriented.dota_eval import evaluate_dota
 from monatune.tasks.oriented.h2rbox_v2 import H2RBoxV2, snap_to_axis
 from monatune.tasks.oriented.h2rbox_views import choose_view, rotate_images, view_symmetry_loss
 from monatune.tasks.oriented.module import OrientedModule, build_oriented
+from monatune.tasks.oriented.patches import crop_patch
+from monatune.tasks.oriented.predict import fill_past_border, patch_pad_value
 from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 from monatune.tasks.oriented.retinanet import RotatedRetinaNet, per_level_mean
 
@@ -392,3 +397,77 @@ def test_v2_variant_and_bad_options_are_named():
         _h2rbox(variant="v3")
     with pytest.raises(ValueError, match="rotation_prob: 1.5"):
         _h2rbox(rotation_prob=1.5)
+
+
+# --- paper configs (§8.2-§8.5, §8.9, §8.10) -----------------------------------------------------
+PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper" / "oriented"
+
+
+def test_paper_configs_carry_the_spec8_settings():
+    rcnn = load_config(PAPER / "star" / "oriented_rcnn" / "mona.yaml")
+    assert rcnn.model.head_options["out_indices"] == [0, 1, 2, 3]
+    for detector in ("rotated_retinanet", "h2rbox_v2"):
+        assert load_config(PAPER / "dota" / detector / "mona.yaml").model.head_options["out_indices"] == [1, 2, 3]
+    # §8.4, DOTA: class-wise 0.1, no cap, difficult ignored, polygon IoU; STAR: 0.4, agnostic for single-stage
+    dota = {"merge_nms_iou": 0.1, "merge_class_agnostic": False, "merge_max_per_image": None,
+            "eval_difficult": "ignore", "eval_iou": "polygon", "eval_iou_threshold": 0.5}  # fmt: skip
+    for detector in ("rotated_retinanet", "oriented_rcnn", "h2rbox_v2"):
+        options = load_config(PAPER / "dota" / detector / "full.yaml").data.options
+        assert {k: options[k] for k in dota} == dota
+        star = load_config(PAPER / "star" / detector / "full.yaml").data.options
+        assert star["merge_nms_iou"] == 0.4 and star["merge_max_per_image"] is None
+        assert star["merge_class_agnostic"] is (detector != "oriented_rcnn")
+        assert (star["eval_difficult"], star["eval_iou"]) == ("count", "rotated")
+    # §8.5: v2p; DOTA baseball-diamond (1) shrunk, 1/9/11 angle-free; STAR tank (4) and roundabout (44) angle-free
+    dota_h2 = load_config(PAPER / "dota" / "h2rbox_v2" / "mona.yaml").model.head_options
+    assert dota_h2["variant"] == "v2p" and dota_h2["resize_classes"] == [1] and dota_h2["resize_factor"] == 0.85
+    assert dota_h2["rotation_agnostic_classes"] == [1, 9, 11]
+    star_h2 = load_config(PAPER / "star" / "h2rbox_v2" / "mona.yaml").model.head_options
+    assert star_h2["rotation_agnostic_classes"] == [4, 44] and "resize_classes" not in star_h2
+    assert (star_h2["symmetry_weight"], star_h2["symmetry_beta"], star_h2["rotation_prob"]) == (0.2, 0.1, 0.95)
+    # §8.3
+    assert load_config(PAPER / "star" / "rotated_retinanet" / "mona.yaml").model.head_options["box_loss_reduction"] == "per_level"
+    # §8.9: biases decayed; H2RBox-v2p decays everything
+    assert load_config(PAPER / "dota" / "oriented_rcnn" / "bitfit.yaml").optim.no_decay == ["norm", "rel_pos", "abs_pos"]
+    assert load_config(PAPER / "star" / "h2rbox_v2" / "bitfit.yaml").optim.no_decay == []
+    # §8.10: LoRand as STAR-MMRotate; other methods keep their defaults
+    for dataset in ("dota", "star"):
+        lorand = load_config(PAPER / dataset / "oriented_rcnn" / "lorand.yaml").model
+        assert lorand.method_options == {"beta": 8, "init": "kaiming", "bias_init": "uniform"}
+        assert load_config(PAPER / dataset / "oriented_rcnn" / "mona.yaml").model.method_options == {}
+
+
+def test_paper_h2rbox_head_options_build_a_detector():
+    options = {k: v for k, v in load_config(PAPER / "star" / "h2rbox_v2" / "mona.yaml").model.head_options.items() if k != "out_indices"}
+    model = build_oriented_detector("h2rbox_v2", tiny_backbone(), 48, **{**options, **H2_SMALL})
+    assert model.variant == "v2p" and model.agnostic_classes.tolist() == [4, 44]
+
+
+# --- §8.11 parity option: DOTA patches padded with the mean pixel --------------------------------
+def test_patches_past_the_border_take_the_pad_value():
+    image = torch.full((3, 5, 6), 7, dtype=torch.uint8)  # 6 wide, 5 high
+    patch = crop_patch(image, 2, 1, 8)  # covers columns 2-9, rows 1-8: 4 x 4 inside the image
+    padded = fill_past_border(patch, 6 - 2, 5 - 1, (124, 116, 104))
+    assert torch.all(padded[:, :4, :4] == 7)
+    for c, v in enumerate((124, 116, 104)):
+        assert torch.all(padded[c, 4:, :] == v) and torch.all(padded[c, :, 4:] == v)
+    inside = crop_patch(torch.full((3, 10, 10), 7, dtype=torch.uint8), 0, 0, 8)
+    assert fill_past_border(inside, 10, 10, (1, 2, 3)) is inside
+
+
+def test_patch_pad_value_option_is_checked():
+    assert patch_pad_value({}) is None
+    assert patch_pad_value({"patch_pad_value": [124, 116, 104]}) == (124, 116, 104)
+    with pytest.raises(ValueError, match="patch_pad_value: \\[124, 116\\]"):
+        patch_pad_value({"patch_pad_value": [124, 116]})
+    with pytest.raises(ValueError, match="patch_pad_value: \\[300, 0, 0\\]"):
+        patch_pad_value({"patch_pad_value": [300, 0, 0]})
+
+
+def test_data_module_refuses_a_pad_value_split_dota_cannot_apply(tmp_path):
+    from monatune.tasks.oriented.datamodule import OrientedData
+
+    data = {"dataset": "synthetic_dota", "root": str(tmp_path), "train_split": "train", "val_split": "val",
+            "image_size": 64, "options": {"classes": ["a", "b", "c"], "patch_size": 64, "patch_pad_value": [124, 116, 104]}}  # fmt: skip
+    with pytest.raises(ValueError, match="patch_pad_value"):
+        OrientedData(tiny_task_config(tmp_path, "oriented", "rotated_retinanet", {}, 3, "mona", data))

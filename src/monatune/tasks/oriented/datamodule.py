@@ -14,6 +14,8 @@ the same reader).
 - merging and scoring (SPEC §8.4; defaults: DOTA's, see :mod:`~monatune.tasks.oriented.protocol`):
   ``merge_nms_iou`` (0.1), ``merge_class_agnostic`` (false), ``merge_max_per_image`` (null: no cap),
   ``eval_iou_threshold`` (0.5), ``eval_difficult`` (ignore | count), ``eval_iou`` (polygon | rotated).
+- ``patch_pad_value`` (SPEC §8.11): applied by ``monatune predict`` only; refused here while
+  :func:`~monatune.tasks.oriented.patches.split_dota` pads its patches with zeros.
 - ``angle_convention`` (le90), ``flip_prob`` (0.75) over ``flip_directions`` (h/v/diagonal),
   ``skip_difficult`` (false), ``skip_empty`` (true: training leaves out patches without objects),
   ``classes`` (override the class list).
@@ -133,6 +135,11 @@ class OrientedData(DenseDataModule):
         if not cfg.data.root:
             raise ValueError(f"data.root: {cfg.data.dataset!r} needs a folder (for synthetic data: where to write it)")
         self.root = Path(cfg.data.root)
+        if cfg.data.options.get("patch_pad_value") is not None and self.patch_size is not None:
+            raise ValueError(
+                f"data.options.patch_pad_value: {cfg.data.options['patch_pad_value']!r} is not applied to the "
+                "training/evaluation patches (split_dota pads with zeros); remove it or set patch_size: null"
+            )
         self._references: dict[str, EvalReference] = {}
 
     # --- options ------------------------------------------------------------------------------

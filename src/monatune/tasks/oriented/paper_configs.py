@@ -1,4 +1,5 @@
-"""The paper's oriented-detection recipes (SPEC §5) as config mappings, one per dataset x detector x method.
+"""The paper's oriented-detection recipes (SPEC §5, with the corrections of §8) as config mappings, one per
+dataset x detector x method.
 
 ``write_oriented_paper_configs("configs/paper/oriented")`` writes
 ``<dataset>/<detector>/<method>.yaml``; the files are committed and this module is their single
@@ -24,17 +25,47 @@ ORIENTED_DATASETS = {
 }
 ORIENTED_DETECTORS = ("rotated_retinanet", "oriented_rcnn", "h2rbox_v2")
 _CONVENTION = {"rotated_retinanet": "oc", "oriented_rcnn": "le90", "h2rbox_v2": "le90"}
+# H2RBox-v2p's classes without a meaningful angle ("square_cls") and those shrunk at test ("resize_cls"),
+# as the public configs list them (SPEC §8.5).
+H2RBOX_ANGLE_FREE = {
+    "dota": ("baseball-diamond", "storage-tank", "roundabout"),
+    "star": ("tank", "roundabout"),
+}
+H2RBOX_RESIZED = {"dota": ("baseball-diamond",), "star": ()}
+# Weight decay exemptions (SPEC §8.9): biases are decayed in the oriented configs; H2RBox-v2p decays everything.
+NO_DECAY = {"rotated_retinanet": ["norm", "rel_pos", "abs_pos"], "oriented_rcnn": ["norm", "rel_pos", "abs_pos"], "h2rbox_v2": []}
+# LoRand as STAR-MMRotate builds it (SPEC §8.10).
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {"lorand": {"beta": 8, "init": "kaiming", "bias_init": "uniform"}}
+
+
+def _class_indices(dataset: str, names: tuple[str, ...]) -> list[int]:
+    classes = ORIENTED_DATASETS[dataset][0]
+    return [classes.index(n) for n in names]
 
 
 def _head_options(dataset: str, detector: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"out_indices": [1, 2, 3]}  # SPEC §5: Swin stages 2-4
+    # SPEC §8.2: Oriented R-CNN reads all four Swin stages, the single-stage detectors stages 2-4
+    options: dict[str, Any] = {"out_indices": [0, 1, 2, 3] if detector == "oriented_rcnn" else [1, 2, 3]}
     if detector == "rotated_retinanet":
-        options.update(box_loss="kld", tau=1.0)
-    if detector == "h2rbox_v2" and dataset == "dota":
-        names = ("baseball-diamond", "storage-tank", "roundabout")  # angle meaningless: the public config's list
-        options["rotation_agnostic_classes"] = [DOTA_V1_CLASSES.index(n) for n in names]
+        options.update(box_loss="kld", tau=1.0, box_loss_reduction="per_level", box_loss_weight=1.0)  # SPEC §8.3
+    if detector == "h2rbox_v2":  # SPEC §8.5: the public v2p variant
+        options.update(variant="v2p", rotation_prob=0.95, symmetry_weight=0.2, symmetry_beta=0.1)
+        options["rotation_agnostic_classes"] = _class_indices(dataset, H2RBOX_ANGLE_FREE[dataset])
+        if H2RBOX_RESIZED[dataset]:
+            options.update(resize_classes=_class_indices(dataset, H2RBOX_RESIZED[dataset]), resize_factor=0.85)
     options.update(score_threshold=0.05, nms_iou=0.1, max_per_image=2000)
     return options
+
+
+def merge_and_score_options(dataset: str, detector: str) -> dict[str, Any]:
+    """The ``data.options`` that merge patch detections and score them (SPEC §8.4): DOTA class-wise
+    NMS 0.1, difficult ignored, polygon IoU; STAR NMS 0.4 (class-agnostic for the single-stage
+    detectors), difficult counted, rotated-box IoU; no cap on boxes per image; IoU 0.5."""
+    if dataset == "dota":
+        return {"merge_nms_iou": 0.1, "merge_class_agnostic": False, "merge_max_per_image": None,
+                "eval_iou_threshold": 0.5, "eval_difficult": "ignore", "eval_iou": "polygon"}  # fmt: skip
+    return {"merge_nms_iou": 0.4, "merge_class_agnostic": detector != "oriented_rcnn", "merge_max_per_image": None,
+            "eval_iou_threshold": 0.5, "eval_difficult": "count", "eval_iou": "rotated"}  # fmt: skip
 
 
 def oriented_paper_config(dataset: str, detector: str, method: str) -> dict[str, Any]:
@@ -51,6 +82,7 @@ def oriented_paper_config(dataset: str, detector: str, method: str) -> dict[str,
             "pretrained": "swin_base_patch4_window7_224.ms_in22k",
             "weights": None,
             "method": method,
+            "method_options": dict(METHOD_OPTIONS.get(method, {})),
             "num_classes": len(classes),
             "drop_path_rate": 0.2,
             "head": detector,
@@ -74,14 +106,14 @@ def oriented_paper_config(dataset: str, detector: str, method: str) -> dict[str,
                 "flip_directions": ["horizontal", "vertical", "diagonal"],
                 "skip_difficult": False,
                 "skip_empty": True,
-                "eval_iou_threshold": 0.5,
-                "merge_nms_iou": 0.1,
+                **merge_and_score_options(dataset, detector),
             },
         },
         "optim": {
             "optimizer": "adamw",
             "lr": h2rbox_lr if detector == "h2rbox_v2" else 1e-4,
             "weight_decay": 0.05,
+            "no_decay": list(NO_DECAY[detector]),
             "schedule": "step",
             "milestones": [8, 11],
             "gamma": 0.1,
@@ -107,7 +139,7 @@ def write_oriented_paper_configs(root: str | Path = "configs/paper/oriented") ->
                 path = Path(root) / dataset / detector / f"{method}.yaml"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 header = (
-                    f"# {dataset}, {detector}, Swin-B (ImageNet-22k), {method}: the paper's recipe (SPEC §5). "
+                    f"# {dataset}, {detector}, Swin-B (ImageNet-22k), {method}: the paper's recipe (SPEC §5, §8). "
                     "Generated by monatune.tasks.oriented.paper_configs\n"
                 )
                 config = oriented_paper_config(dataset, detector, method)
@@ -116,4 +148,14 @@ def write_oriented_paper_configs(root: str | Path = "configs/paper/oriented") ->
     return paths
 
 
-__all__ = ["ORIENTED_DATASETS", "ORIENTED_DETECTORS", "oriented_paper_config", "write_oriented_paper_configs"]
+__all__ = [
+    "H2RBOX_ANGLE_FREE",
+    "H2RBOX_RESIZED",
+    "METHOD_OPTIONS",
+    "NO_DECAY",
+    "ORIENTED_DATASETS",
+    "ORIENTED_DETECTORS",
+    "merge_and_score_options",
+    "oriented_paper_config",
+    "write_oriented_paper_configs",
+]

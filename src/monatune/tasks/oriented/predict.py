@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -16,6 +16,35 @@ from monatune.tasks.oriented.patches import crop_patch, patch_name, patch_window
 from monatune.tasks.oriented.protocol import merge_settings
 
 
+def patch_pad_value(options: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """``data.options.patch_pad_value``: None (patches past the border padded with zeros, the default)
+    or the RGB pixel (3 integers in 0-255) to pad with, e.g. the mean pixel [124, 116, 104] (SPEC §8.11:
+    mmrotate's split pads with (104, 116, 124) in OpenCV's BGR order)."""
+    value = options.get("patch_pad_value")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        raise ValueError(f"data.options.patch_pad_value: {value!r} must be null or 3 integers in 0-255 (RGB)")
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def fill_past_border(patch: torch.Tensor, valid_width: int, valid_height: int, value: tuple[int, int, int]) -> torch.Tensor:
+    """``patch`` (3, S, S) with the pixels past ``valid_width`` columns / ``valid_height`` rows (the
+    part :func:`crop_patch` padded) set to the RGB ``value``; a patch inside the image comes back as is."""
+    size_h, size_w = patch.shape[-2:]
+    if valid_width >= size_w and valid_height >= size_h:
+        return patch
+    out = patch.clone()
+    fill = torch.tensor(value, dtype=out.dtype, device=out.device).view(3, 1, 1)
+    out[:, valid_height:, :] = fill
+    out[:, :, valid_width:] = fill
+    return out
+
+
 def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
     """As the evaluation does: with ``data.options.patch_size`` set (1024 for DOTA), each image is cut
     into overlapping patches (``overlap``, 200), each patch detected, and the boxes merged back by
@@ -23,11 +52,13 @@ def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path],
     ``merge_max_per_image``, SPEC §8.4); without it, each image
     is detected whole. Image ids are the file names without suffix (DOTA's convention), so they must
     be unique. Boxes are (cx, cy, w, h, theta) in image pixels, labels 0..C-1.
+    ``data.options.patch_pad_value`` (null: zeros) fills what lies past the image border.
     options: ``score_threshold``."""
     opts = cfg.data.options
     patch_size, overlap = opts.get("patch_size"), opts.get("overlap", 200)
     threshold = float(options.get("score_threshold", 0.0))
     merge = merge_settings(opts)
+    pad = patch_pad_value(opts)
     detections = {}
     for image_id, path in zip(image_ids(paths), paths):
         image = read_rgb_image(path).as_subclass(torch.Tensor)
@@ -36,6 +67,8 @@ def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path],
         results = {}
         for x0, y0 in windows:
             patch = crop_patch(image, x0, y0, patch_size) if patch_size else image  # uint8: 1/4 the memory
+            if patch_size and pad is not None:
+                patch = fill_past_border(patch, width - x0, height - y0, pad)
             out = module(to_device([patch.float().div_(255)], module))[0]
             keep = out["scores"] >= threshold
             results[patch_name(image_id, x0, y0)] = {k: out[k][keep].cpu() for k in ("boxes", "scores", "labels")}
