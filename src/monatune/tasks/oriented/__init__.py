@@ -19,13 +19,16 @@ from monatune.tasks.oriented.iou import rotated_box_iou
 from monatune.tasks.oriented.nms import batched_rotated_nms, rotated_nms
 from monatune.tasks.oriented.oriented_rcnn import OrientedRCNN, build_oriented_rcnn
 from monatune.tasks.oriented.patches import merge_patch_detections, patch_windows, split_dota
+from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_detections
 from monatune.tasks.oriented.retinanet import RotatedRetinaNet, build_rotated_retinanet
 
 __all__ = [
     "DETECTORS",
     "H2RBoxV2",
+    "MergeSettings",
     "OrientedRCNN",
     "RotatedRetinaNet",
+    "ScoreSettings",
     "batched_rotated_nms",
     "boxes_to_hboxes",
     "boxes_to_polygons",
@@ -37,6 +40,7 @@ __all__ = [
     "evaluate_dota",
     "gwd_loss",
     "kld_loss",
+    "merge_detections",
     "merge_patch_detections",
     "patch_windows",
     "polygons_to_boxes",
