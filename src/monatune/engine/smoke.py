@@ -54,12 +54,13 @@ class StepTimer(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._sync(pl_module)
-        self.seconds.append(time.perf_counter() - self._t0)
+        seconds = time.perf_counter() - self._t0
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         value = float(loss.detach())
-        self.losses.append(value)
         if not math.isfinite(value):  # modules outside TunedModule have no guard of their own
-            raise NonFiniteLossError(f"non-finite training loss at step {len(self.losses)}: {value}")
+            raise NonFiniteLossError(f"non-finite training loss: {value}")
+        self.seconds.append(seconds)
+        self.losses.append(value)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.sanity_checking:
@@ -78,8 +79,8 @@ def resolve_device(device: str) -> str:
 
 
 def pretrained_weights_cached(name: str) -> bool:
-    """Whether timm finds the pretrained weights of ``name`` (``arch.tag``) without a download:
-    in the Hugging Face hub cache or the torch hub cache."""
+    """Whether timm finds the pretrained weights of ``name`` (``arch.tag``) without a download: where
+    timm loads them from (the Hugging Face hub cache for a hub id, else the torch hub cache of the url)."""
     import timm.models
     from huggingface_hub import try_to_load_from_cache
 
@@ -89,12 +90,11 @@ def pretrained_weights_cached(name: str) -> bool:
         return False
     if cfg is None:
         return False
-    if cfg.file and Path(cfg.file).is_file():
-        return True
+    if cfg.file:
+        return Path(cfg.file).is_file()
     if cfg.hf_hub_id:
-        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
-            if filename and isinstance(try_to_load_from_cache(cfg.hf_hub_id, filename), str):
-                return True
+        names = (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")
+        return any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in names if f)
     if cfg.url:
         return (Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name).is_file()
     return False
@@ -257,7 +257,10 @@ def run_smoke(
         root = Path(workdir) if workdir is not None else Path(tmp)
         plan = smoke_config(cfg, root, steps, device, batch_size)
         timer = StepTimer()
-        module, metrics, peak = _fit(plan, timer)
+        try:
+            module, metrics, peak = _fit(plan, timer)
+        except NonFiniteLossError as exc:  # the engine counts from 0; the report counts batches 1..N
+            raise NonFiniteLossError(f"smoke step {len(timer.seconds) + 1} of {steps}: {exc}") from exc
         if len(timer.seconds) != steps * plan.cfg.trainer.accumulate_grad_batches:
             raise RuntimeError(f"ran {len(timer.seconds)} training batches, expected {steps}")
         if timer.eval_batches != 1:

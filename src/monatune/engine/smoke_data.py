@@ -48,11 +48,16 @@ def _save(image: np.ndarray, path: Path) -> None:
     Image.fromarray(image).save(path, quality=95)
 
 
+CLASSIFICATION_LAYOUTS = ("imagefolder", "voc07_cls", "oxford_pets", "flowers102", "digits")
+
+
 def _classification(cfg: ExperimentConfig, root: Path, counts: dict[str, int]) -> Layout:
     d = cfg.data
     size = max(d.resize_size, d.image_size)
     notes: list[str] = []
     dataset = d.dataset
+    if dataset not in CLASSIFICATION_LAYOUTS:
+        raise ValueError(f"data.dataset: no synthetic layout for {dataset!r}; valid: {', '.join(CLASSIFICATION_LAYOUTS)}")
     if dataset == "digits":
         return Layout({}, ["digits ships with scikit-learn: its own 8x8 images, upscaled to data.image_size"])
     if dataset == "flowers102":
