@@ -144,3 +144,31 @@ def test_min_area_rectangle_and_corner_order():
     np.testing.assert_array_equal(aligned, reference)
     with pytest.raises(ValueError, match="coincide"):
         min_area_rectangle(np.array([[1, 1], [1, 1], [1, 1]]))
+
+
+def test_split_json_records_the_counts_and_an_older_split_is_redone(tmp_path):
+    """split.json records split_version and the counts; a folder stamped by the old rule is split again."""
+    import json
+
+    from engine_helpers import tiny_task_config
+    from monatune.engine.run import task_builders
+    from monatune.tasks.oriented.patches import SPLIT_VERSION
+    make_source(tmp_path / "data" / "train", [LONG, INSIDE], ["bridge", "plane"], [0, 0])
+    data = {"dataset": "dota", "root": str(tmp_path / "data"), "train_split": "train", "val_split": "train",
+            "image_size": 1024, "options": {"patch_size": 1024, "overlap": 200}}  # fmt: skip
+    cfg = tiny_task_config(tmp_path, "oriented", "rotated_retinanet", {}, 15, "mona", data)
+    task_builders("oriented")[1](cfg).prepare_data()
+    stamp_path = tmp_path / "data" / "patches_1024_200" / "train" / "split.json"
+    stamp = json.loads(stamp_path.read_text())
+    assert stamp["split_version"] == SPLIT_VERSION
+    assert {k: stamp["counts"][k] for k in ("objects", "kept_whole", "clipped_only", "dropped", "clipped_copies")} == {
+        "objects": 2, "kept_whole": 1, "clipped_only": 1, "dropped": 0, "clipped_copies": 2}
+    labels = stamp_path.parent / "labelTxt" / "P2598__1__824___0.txt"
+    labels.write_text("")  # a folder split by version 1 (the bridge missing), with its old stamp
+    old = {k: v for k, v in stamp.items() if k not in ("split_version", "counts")}
+    stamp_path.write_text(json.dumps(old))
+    task_builders("oriented")[1](cfg).prepare_data()
+    assert labels.read_text().split()[-2:] == ["bridge", "2"]  # split again
+    assert json.loads(stamp_path.read_text()) == stamp
+    task_builders("oriented")[1](cfg).prepare_data()  # the new stamp matches: nothing redone
+    assert json.loads(stamp_path.read_text()) == stamp

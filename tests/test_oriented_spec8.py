@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import json
+
 import pytest
 import torch
 
@@ -464,10 +466,24 @@ def test_patch_pad_value_option_is_checked():
         patch_pad_value({"patch_pad_value": [300, 0, 0]})
 
 
-def test_data_module_refuses_a_pad_value_split_dota_cannot_apply(tmp_path):
+def test_training_patches_past_the_border_take_the_pad_value(tmp_path):
+    """SPEC §8.11: with patch_pad_value the split pads patches with that pixel; a bad value is named."""
+    import numpy as np
+    from PIL import Image
+
     from monatune.tasks.oriented.datamodule import OrientedData
 
     data = {"dataset": "synthetic_dota", "root": str(tmp_path), "train_split": "train", "val_split": "val",
-            "image_size": 64, "options": {"classes": ["a", "b", "c"], "patch_size": 64, "patch_pad_value": [124, 116, 104]}}  # fmt: skip
+            "image_size": 48, "options": {"classes": ["a", "b", "c"], "patch_size": 64, "overlap": 0,
+            "num_train_images": 1, "num_val_images": 1, "skip_empty": False, "patch_pad_value": [124, 116, 104]}}  # fmt: skip
+    module = OrientedData(tiny_task_config(tmp_path, "oriented", "rotated_retinanet", {}, 3, "mona", data))
+    module.prepare_data()
+    (patch,) = (module.patch_root() / "val" / "images").glob("*.png")  # a 48x48 image in one 64x64 patch
+    pixels = np.asarray(Image.open(patch).convert("RGB"))
+    assert (pixels[48:, :] == [124, 116, 104]).all() and (pixels[:, 48:] == [124, 116, 104]).all()
+    assert not (pixels[:48, :48] == [124, 116, 104]).all(-1).all()  # the image itself is untouched
+    stamp = json.loads((module.patch_root() / "val" / "split.json").read_text())
+    assert stamp["pad_value"] == [124, 116, 104]
+    data["options"]["patch_pad_value"] = [300, 0, 0]
     with pytest.raises(ValueError, match="patch_pad_value"):
         OrientedData(tiny_task_config(tmp_path, "oriented", "rotated_retinanet", {}, 3, "mona", data))

@@ -9,13 +9,14 @@ the same reader).
 ``cfg.data.options``:
 - ``patch_size`` (null: read the images as they are) and ``overlap``: each split is cut once by
   :func:`~monatune.tasks.oriented.patches.split_dota` into ``<patch_root>/<split>/`` (default
-  ``patch_root``: ``<root>/patches_<size>_<overlap>``); detections on patches are merged back per
-  original image and scored against the original labels.
+  ``patch_root``: ``<root>/patches_<size>_<overlap>``; its ``split.json`` stamp records the settings,
+  ``split_version`` and the object counts: kept whole, only clipped, dropped); detections on patches
+  are merged back per original image and scored against the original labels.
 - merging and scoring (SPEC §8.4; defaults: DOTA's, see :mod:`~monatune.tasks.oriented.protocol`):
   ``merge_nms_iou`` (0.1), ``merge_class_agnostic`` (false), ``merge_max_per_image`` (null: no cap),
   ``eval_iou_threshold`` (0.5), ``eval_difficult`` (ignore | count), ``eval_iou`` (polygon | rotated).
-- ``patch_pad_value`` (SPEC §8.11): applied by ``monatune predict`` only; refused here while
-  :func:`~monatune.tasks.oriented.patches.split_dota` pads its patches with zeros.
+- ``patch_pad_value`` (SPEC §8.11, opt-in): RGB pixel past the image border in patches (null: zeros;
+  mmrotate's split: the mean pixel [124, 116, 104]); the same in ``monatune predict``.
 - ``angle_convention`` (le90), ``flip_prob`` (0.75) over ``flip_directions`` (h/v/diagonal),
   ``skip_difficult`` (false), ``skip_empty`` (true: training leaves out patches without objects),
   ``classes`` (override the class list).
@@ -39,7 +40,8 @@ from monatune.data.dota import DATASET_CLASSES, DotaDataset, collate_oriented
 from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.detection.data import DenseDataModule
-from monatune.tasks.oriented.patches import split_dota
+from monatune.tasks.oriented.patches import SPLIT_VERSION, split_dota
+from monatune.tasks.oriented.predict import patch_pad_value
 from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_settings, score_settings
 
 DATASETS = ("dota", "star", "synthetic_dota")
@@ -73,15 +75,20 @@ def split_names(split: str) -> list[str]:
     return names
 
 
-def write_once(folder: Path, params: dict[str, Any], write: Callable[[Path], None], stamp: str) -> None:
-    """Run ``write(folder)`` unless ``folder/stamp`` records the same ``params``; the stamp is written
-    last, so an interrupted write is redone."""
+def write_once(
+    folder: Path, params: dict[str, Any], write: Callable[[Path], dict[str, Any] | None], stamp: str
+) -> None:
+    """Run ``write(folder)`` unless ``folder/stamp`` records the same ``params``. The stamp holds
+    ``params`` and what ``write`` returns (e.g. a split's object counts); it is written last, so an
+    interrupted write is redone."""
     path = folder / stamp
-    if path.is_file() and json.loads(path.read_text()) == params:
-        return
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        if all(key in recorded and recorded[key] == value for key, value in params.items()):
+            return
     folder.mkdir(parents=True, exist_ok=True)
-    write(folder)
-    path.write_text(json.dumps(params, indent=2))
+    extra = write(folder) or {}
+    path.write_text(json.dumps({**params, **extra}, indent=2))
 
 
 def clear_dota_folder(folder: Path) -> None:
@@ -135,11 +142,7 @@ class OrientedData(DenseDataModule):
         if not cfg.data.root:
             raise ValueError(f"data.root: {cfg.data.dataset!r} needs a folder (for synthetic data: where to write it)")
         self.root = Path(cfg.data.root)
-        if cfg.data.options.get("patch_pad_value") is not None and self.patch_size is not None:
-            raise ValueError(
-                f"data.options.patch_pad_value: {cfg.data.options['patch_pad_value']!r} is not applied to the "
-                "training/evaluation patches (split_dota pads with zeros); remove it or set patch_size: null"
-            )
+        self.pad_value = patch_pad_value(cfg.data.options)  # checked before any work
         self._references: dict[str, EvalReference] = {}
 
     # --- options ------------------------------------------------------------------------------
@@ -190,11 +193,17 @@ class OrientedData(DenseDataModule):
                     "patch_size": int(self.patch_size),
                     "overlap": int(self._opt("overlap", 200)),
                     "iof_threshold": float(self._opt("iof_threshold", 0.7)),
+                    "split_version": SPLIT_VERSION,  # a folder split by an older rule is split again
+                    "pad_value": None if self.pad_value is None else list(self.pad_value),
                 }
 
-                def write_patches(folder: Path, source: Path = source, p: dict = params) -> None:
+                def write_patches(folder: Path, source: Path = source, p: dict = params) -> dict[str, Any]:
                     clear_dota_folder(folder)
-                    split_dota(source, folder, patch_size=p["patch_size"], overlap=p["overlap"], iof_threshold=p["iof_threshold"])
+                    result = split_dota(
+                        source, folder, patch_size=p["patch_size"], overlap=p["overlap"],
+                        iof_threshold=p["iof_threshold"], pad_value=p["pad_value"],
+                    )  # fmt: skip
+                    return {"counts": result.counts.as_dict()}
 
                 write_once(self.patch_root() / split, params, write_patches, "split.json")
 

@@ -18,7 +18,7 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -64,12 +64,17 @@ def parse_patch_name(name: str) -> tuple[str, int, int]:
     return match["image"], int(match["x"]), int(match["y"])
 
 
-def crop_patch(image: torch.Tensor, x0: int, y0: int, patch_size: int = 1024) -> torch.Tensor:
-    """The (C, size, size) patch of image (C, H, W) at (x0, y0), zero-padded past the border."""
+def crop_patch(
+    image: torch.Tensor, x0: int, y0: int, patch_size: int = 1024, pad_value: Sequence[int] | None = None
+) -> torch.Tensor:
+    """The (C, size, size) patch of image (C, H, W) at (x0, y0); past the border zeros, or the pixel
+    ``pad_value`` (one value per channel, e.g. the mean pixel: SPEC §8.11 parity option)."""
     patch = image[:, y0 : y0 + patch_size, x0 : x0 + patch_size]
     if patch.shape[-2:] == (patch_size, patch_size):
         return patch
     out = image.new_zeros((image.shape[0], patch_size, patch_size))
+    if pad_value is not None:
+        out[:] = torch.tensor(list(pad_value), dtype=out.dtype).view(-1, 1, 1)
     out[:, : patch.shape[1], : patch.shape[2]] = patch
     return out
 
@@ -150,12 +155,13 @@ def split_dota(
     iof_threshold: float = 0.7,
     min_clipped_side: float = MIN_CLIPPED_SIDE,
     keep_empty: bool = True,
+    pad_value: Sequence[int] | None = None,
 ) -> SplitResult:
     """Split ``src_root/images`` (+ ``labelTxt`` if present) into patches under ``dst_root``.
 
     Writes ``dst_root/images/<patch id>.png`` and, when labels exist, ``dst_root/labelTxt/<patch id>.txt``
     (objects whole or clipped: module docstring). ``keep_empty=False`` skips patches without objects
-    (training sets). Prints one summary line to stderr and warns when objects were dropped. Returns the
+    (training sets). ``pad_value``: RGB pixel past the image border (None: zeros). Prints one summary line to stderr and warns when objects were dropped. Returns the
     patch ids and the :class:`SplitCounts` (all zero object counts without labels).
     """
     from PIL import Image
@@ -191,7 +197,7 @@ def split_dota(
                 names = [n for n, k in zip(labels.names, keep) if k]
                 out = dst_root / "labelTxt" / f"{name}.txt"
                 write_dota_labels(out, found.polygons[keep], names, difficult[keep], labels.header)
-            patch = crop_patch(image, x0, y0, patch_size)
+            patch = crop_patch(image, x0, y0, patch_size, pad_value)
             Image.fromarray(patch.permute(1, 2, 0).numpy()).save(dst_root / "images" / f"{name}.png")
             written.append(name)
         if labels is not None:
