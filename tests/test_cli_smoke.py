@@ -60,6 +60,21 @@ def test_smoke_median_is_over_steps_two_to_n(capsys) -> None:
     assert report["median_step_seconds"] == later[1]
 
 
+@pytest.mark.slow
+def test_smoke_dense_paper_config_at_real_size(capsys) -> None:
+    """DOTA rotated RetinaNet: 1024 x 1024 patches, the full FPN and heads, the embedded Swin (~20 s)."""
+    config = str(PAPER / "oriented" / "dota" / "rotated_retinanet" / "mona.yaml")
+    rc = main(["smoke", "--config", config, "--json", "--steps", "2", *NANO])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    report = json.loads(out.out)
+    assert report["image_sizes"] == {"train": [1024, 1024], "val": [1024, 1024], "test": [1024, 1024]}
+    assert len(report["losses"]) == 2 and all(math.isfinite(v) for v in report["losses"])
+    assert report["eval_batches"] == 1 and "val/map" in report["eval_metrics"]
+    assert report["params"]["backbone_trainable"] == NANO_MONA
+    assert report["params"]["trainable"] == NANO_MONA + report["params"]["heads_trainable"]
+
+
 def test_smoke_table_output(capsys) -> None:
     rc = main(["smoke", "--config", VOC07_CLS, "--steps", "2", *NANO])
     out = capsys.readouterr().out
