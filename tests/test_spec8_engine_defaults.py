@@ -138,3 +138,17 @@ def test_freeze_patch_embed_config_key_reaches_the_detector():
     stem = [p.requires_grad for n, p in module.model.named_parameters() if n.startswith("backbone.patch_embed.")]
     assert stem and not any(stem)
     assert any(p.requires_grad for n, p in module.model.named_parameters() if n.startswith("backbone.layers."))
+
+
+def test_params_cli_counts_a_configs_method_and_stages(capsys):
+    """--config: the config's backbone, method, options and returned stages (VOC reads stages 2-4, so
+    normtuning trains SPEC §4's 89,088 Swin-L norm parameters minus stage 1's output norm, 2 x 192)."""
+    import json
+
+    from monatune.cli.main import main
+
+    root = __import__("pathlib").Path(__file__).parents[1] / "configs" / "paper"
+    assert main(["params", "--config", str(root / "detection/voc_retinanet_swin_l/normtuning.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["trainable"] == 89_088 - 2 * 192
+    assert main(["params", "--config", str(root / "oriented/star/oriented_rcnn/lorand.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["trainable"] == 2_370_816  # SPEC §8.10

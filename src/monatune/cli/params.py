@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -14,13 +14,18 @@ from monatune.tuning import apply, count_parameters
 
 
 def parameter_table(
-    backbone: str, dense: bool, method_names: list[str], options: dict[str, dict[str, Any]] | None = None
+    backbone: str,
+    dense: bool,
+    method_names: list[str],
+    options: dict[str, dict[str, Any]] | None = None,
+    out_indices: Sequence[int] = (0, 1, 2, 3),
 ) -> list[dict]:
     """One row per method: trainable backbone parameters, total and percent.
-    ``options``: method options per method name (e.g. ``{"lorand": {"beta": 8}}``)."""
+    ``options``: method options per method name (e.g. ``{"lorand": {"beta": 8}}``); ``out_indices``:
+    the stages a dense backbone returns (each has its own LayerNorm)."""
     rows = []
     for name in method_names:
-        model = create_backbone(backbone, dense=dense, meta=True)
+        model = create_backbone(backbone, dense=dense, meta=True, out_indices=out_indices)
         apply(model, name, **(options or {}).get(name, {}))
         trainable, total = count_parameters(model)
         rows.append({"method": name, "trainable": trainable, "total": total, "percent": 100.0 * trainable / total})
@@ -69,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         args.dense = cfg.task != "classification"
         args.method = [cfg.model.method]
         options = {cfg.model.method: dict(cfg.model.method_options)}
+        out_indices = tuple(cfg.model.head_options.get("out_indices", (0, 1, 2, 3)))
     else:
         options = _parse_options(args.option, args.method or methods())
-    rows = parameter_table(args.backbone, args.dense, args.method or methods(), options)
+        out_indices = (0, 1, 2, 3)
+    rows = parameter_table(args.backbone, args.dense, args.method or methods(), options, out_indices)
     if args.json:
         print(json.dumps(rows))
         return 0

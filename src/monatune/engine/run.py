@@ -6,7 +6,7 @@ import importlib
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import yaml
@@ -54,13 +54,20 @@ ADAPTER_FILE = "adapter.safetensors"
 CURVES_FILE = "curves.png"
 
 
-def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: str | None = None) -> dict[str, Any]:
+def run(
+    command: str,
+    cfg: ExperimentConfig,
+    ckpt: str | None = None,
+    adapter: str | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> dict[str, Any]:
     """Run ``fit``, ``validate`` or ``test``; returns the final metrics and run cost.
 
     ``fit`` ends by writing the adapter file (trained tensors only) to ``out_dir/adapter.safetensors``
     and the training-loss and validation-metric curves to ``out_dir/curves.png``.
     ``adapter``: for validate/test, an adapter file loaded into the freshly built model (instead of
-    ``ckpt``). Only ``fit`` writes ``out_dir/config.yaml`` (the run's own config)."""
+    ``ckpt``). ``callbacks``: more Lightning callbacks (``monatune smoke``'s step timer). Only ``fit``
+    writes ``out_dir/config.yaml`` (the run's own config)."""
     if adapter is not None and command == "fit":
         raise ValueError("--adapter is for validate/test; fit resumes from --ckpt")
     if adapter is not None and ckpt is not None:
@@ -75,7 +82,7 @@ def run(command: str, cfg: ExperimentConfig, ckpt: str | None = None, adapter: s
     if adapter is not None:
         load_adapter(module.model, adapter)
     history, cost = History(out_dir / "history.json"), RunCost()
-    trainer = build_trainer(cfg, [history, RNGState(), cost], checkpoints=command == "fit")
+    trainer = build_trainer(cfg, [history, RNGState(), cost, *callbacks], checkpoints=command == "fit")
     ckpt_path = resolve_ckpt(out_dir, ckpt)
     if command == "fit":
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)

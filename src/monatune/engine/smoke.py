@@ -220,24 +220,12 @@ class SmokeReport:
 
 
 def _fit(plan: SmokePlan, timer: StepTimer) -> tuple[L.LightningModule, dict[str, float], float]:
-    """``monatune fit``'s sequence (engine.run.run) with ``timer`` among the callbacks."""
-    from monatune.adapter_io import save_adapter
-    from monatune.engine.callbacks import History, RNGState, RunCost
-    from monatune.engine.run import ADAPTER_FILE, task_builders
-    from monatune.engine.trainer import build_trainer
+    """``monatune fit`` itself (engine.run.run) with ``timer`` among the callbacks."""
+    from monatune.engine.run import run
 
-    cfg = plan.cfg
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    out_dir = Path(cfg.trainer.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    build_module, build_data = task_builders(cfg.task)
-    module, data = build_module(cfg), build_data(cfg)
-    cost = RunCost()
-    trainer = build_trainer(cfg, [History(out_dir / "history.json"), RNGState(), cost, timer], checkpoints=True)
-    trainer.fit(module, datamodule=data)
-    save_adapter(module.model, out_dir / ADAPTER_FILE)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    return module, metrics, cost.peak_memory_mb
+    result = run("fit", plan.cfg, ckpt=None, callbacks=[timer])
+    metrics = {k: v for k, v in result["metrics"].items() if k.startswith("val/")}
+    return result["module"], metrics, result["peak_memory_mb"]
 
 
 def run_smoke(
