@@ -107,7 +107,12 @@ def test_nms_equal_scores_keep_input_order_and_empty_input():
     assert rotated_nms(torch.zeros(0, 5), torch.zeros(0), 0.1).shape == (0,)
 
 
-def test_nms_of_horizontal_boxes_equals_torchvision():
+@pytest.mark.parametrize("row_chunk", [1024, 7])
+def test_nms_of_horizontal_boxes_equals_torchvision(monkeypatch, row_chunk):
+    """Also with the IoU rows computed a few at a time (the sparse path that merges many patches)."""
+    import monatune.tasks.oriented.nms as nms_module
+
+    monkeypatch.setattr(nms_module, "ROW_CHUNK", row_chunk)
     g = torch.Generator().manual_seed(5)
     xy = torch.rand(200, 2, generator=g) * 100
     wh = torch.rand(200, 2, generator=g) * 30 + 2
