@@ -26,8 +26,8 @@ _Dumper.add_representer(
     lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=all(isinstance(x, (int, float)) for x in v)),
 )
 
-# SPEC §8.9: mmdet/mmseg exempt norms and position tables from weight decay; biases are decayed.
-DENSE_NO_DECAY = ["norm", "rel_pos", "abs_pos"]
+# SPEC §8.9: mmdet/mmseg exempt parameters named "norm" and position tables; biases (and head BNs) are decayed.
+DENSE_NO_DECAY = ["norm_name", "rel_pos", "abs_pos"]
 # SPEC §8.6: the public ADE20K configs of these methods use synchronised BatchNorm in the heads.
 ADE20K_SYNC_BN_METHODS = ("mona", "full", "fixed")
 

@@ -20,17 +20,37 @@ def _decayed_names(model, no_decay):
 
 
 def test_dense_tasks_decay_biases_but_not_norms_or_position_tables():
-    # SPEC §8.9: detection/segmentation/oriented exempt only norms, rel-pos tables, abs pos embeddings.
+    # SPEC §8.9: detection/segmentation/oriented exempt only norms (mmdet/mmseg custom_keys: "norm" in the
+    # parameter name), relative-position tables, abs. position embeddings; biases are decayed.
     model = monatune.apply(tiny_swin(), "bitfit", train_modules=["head"])
     decayed = _decayed_names(model, default_no_decay("detection"))
     biases = {n for n, p in model.named_parameters() if p.requires_grad and n.endswith(".bias") and "norm" not in n}
     tables = {n for n, p in model.named_parameters() if p.requires_grad and n.endswith("relative_position_bias_table")}
-    assert biases and tables
+    norms = {n for n, p in model.named_parameters() if p.requires_grad and "norm" in n}
+    assert biases and tables and norms
     assert biases <= decayed  # e.g. the qkv and MLP biases are decayed
-    assert not tables & decayed
+    assert not (tables | norms) & decayed
     assert "head.fc.weight" in decayed
     for task in ("instance_segmentation", "semantic_segmentation", "oriented"):
-        assert set(default_no_decay(task)) == {"norm", "rel_pos", "abs_pos"}
+        assert set(default_no_decay(task)) == {"norm_name", "rel_pos", "abs_pos"}
+
+
+def test_dense_heads_batchnorm_is_decayed_as_the_public_code_names_it_bn():
+    """mmcv's ConvModule names its BatchNorm ``bn``: the public 'norm' key does not exempt it. Ours (torchvision's
+    Conv2dNormActivation, an index name) is decayed too; the classification rule exempts every norm layer."""
+    from torchvision.ops import Conv2dNormActivation
+
+    head = torch.nn.Sequential(Conv2dNormActivation(4, 8, 3, norm_layer=torch.nn.BatchNorm2d))
+    bn = {f"0.1.{leaf}" for leaf in ("weight", "bias")}
+    assert bn <= _decayed_names(head, default_no_decay("semantic_segmentation"))
+    assert not bn & _decayed_names(head, default_no_decay("classification"))
+
+
+def test_h2rbox_v2p_default_decays_everything():
+    # SPEC §8.9: H2RBox-v2p decays everything, also without optim.no_decay in the config
+    assert default_no_decay("oriented", "h2rbox_v2", {}) == ()
+    assert default_no_decay("oriented", "h2rbox_v2", {"variant": "v2"}) == ("norm_name", "rel_pos", "abs_pos")
+    assert default_no_decay("oriented", "oriented_rcnn", {}) == ("norm_name", "rel_pos", "abs_pos")
 
 
 def test_classification_keeps_biases_and_norms_undecayed():
@@ -49,7 +69,7 @@ def test_empty_no_decay_decays_every_trainable_tensor():
 def test_no_decay_config_key_is_checked():
     cfg = parse_config({"optim": {"no_decay": ["norm", "rel_pos"]}})
     assert cfg.optim.no_decay == ["norm", "rel_pos"]
-    with pytest.raises(ConfigError, match=r"optim.no_decay\[1\].*'biases'.*norm, bias, rel_pos, abs_pos"):
+    with pytest.raises(ConfigError, match=r"optim.no_decay\[1\].*'biases'.*norm, norm_name, bias, rel_pos, abs_pos"):
         parse_config({"optim": {"no_decay": ["norm", "biases"]}})
 
 
@@ -152,3 +172,24 @@ def test_params_cli_counts_a_configs_method_and_stages(capsys):
     assert json.loads(capsys.readouterr().out)[0]["trainable"] == 89_088 - 2 * 192
     assert main(["params", "--config", str(root / "oriented/star/oriented_rcnn/lorand.yaml"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["trainable"] == 2_370_816  # SPEC §8.10
+
+
+def test_freeze_patch_embed_in_classification_and_in_params(tmp_path, capsys):
+    import json
+
+    from monatune.cli.main import main
+    from monatune.engine.config import load_config
+    from monatune.engine.run import task_builders
+
+    root = __import__("pathlib").Path(__file__).parents[1] / "configs"
+    cfg = load_config(root / "small/classification_digits.yaml", ["model.method=normtuning", "model.freeze_patch_embed=true"])
+    model = task_builders("classification")[0](cfg).model
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("patch_embed."))
+    assert any(p.requires_grad for n, p in model.named_parameters() if n.startswith("layers."))
+    # params --config: SPEC §4's dense Swin-L normtuning count (89,088) minus stage 1's norm (VOC reads 2-4)
+    # minus the patch-embedding LayerNorm (2 x 192)
+    voc = root / "paper/detection/voc_retinanet_swin_l/normtuning.yaml"
+    text = voc.read_text().replace("drop_path_rate: 0.2", "drop_path_rate: 0.2\n  freeze_patch_embed: true")
+    (tmp_path / "voc.yaml").write_text(text)
+    assert main(["params", "--config", str(tmp_path / "voc.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["trainable"] == 89_088 - 2 * 192 - 2 * 192

@@ -23,7 +23,7 @@ from torch import nn
 MASK_VALUE = -100.0  # added to attention logits between tokens of different shifted regions
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=16)  # per (frame, device, dtype): one entry per stage and input size in use
 def _region_mask(
     hp: int, wp: int, window: tuple[int, int], shift: tuple[int, int], device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:

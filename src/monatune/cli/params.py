@@ -19,6 +19,7 @@ def parameter_table(
     method_names: list[str],
     options: dict[str, dict[str, Any]] | None = None,
     out_indices: Sequence[int] = (0, 1, 2, 3),
+    freeze_patch_embed: bool = False,
 ) -> list[dict]:
     """One row per method: trainable backbone parameters, total and percent.
     ``options``: method options per method name (e.g. ``{"lorand": {"beta": 8}}``); ``out_indices``:
@@ -26,7 +27,8 @@ def parameter_table(
     rows = []
     for name in method_names:
         model = create_backbone(backbone, dense=dense, meta=True, out_indices=out_indices)
-        apply(model, name, **(options or {}).get(name, {}))
+        frozen = [getattr(model, "patch_embedding", "patch_embed")] if freeze_patch_embed else []
+        apply(model, name, frozen_modules=frozen, **(options or {}).get(name, {}))
         trainable, total = count_parameters(model)
         rows.append({"method": name, "trainable": trainable, "total": total, "percent": 100.0 * trainable / total})
     return rows
@@ -44,7 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="method option for every counted method that has it, e.g. --option beta=8 --option init=kaiming",
     )
-    p.add_argument("--config", help="count the backbone, method and method_options of an experiment YAML")
+    p.add_argument(
+        "--config",
+        help="count an experiment YAML's backbone, method, method_options, stages and freeze_patch_embed "
+        "(replaces --backbone, --dense, --method, --option)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     p.set_defaults(func=run)
 
@@ -75,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
         args.method = [cfg.model.method]
         options = {cfg.model.method: dict(cfg.model.method_options)}
         out_indices = tuple(cfg.model.head_options.get("out_indices", (0, 1, 2, 3)))
+        freeze = cfg.model.freeze_patch_embed
     else:
         options = _parse_options(args.option, args.method or methods())
-        out_indices = (0, 1, 2, 3)
-    rows = parameter_table(args.backbone, args.dense, args.method or methods(), options, out_indices)
+        out_indices, freeze = (0, 1, 2, 3), False
+    rows = parameter_table(args.backbone, args.dense, args.method or methods(), options, out_indices, freeze)
     if args.json:
         print(json.dumps(rows))
         return 0

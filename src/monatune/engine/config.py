@@ -75,7 +75,8 @@ class OptimConfig:
     poly_power: float = 1.0
     grad_clip: float | None = None
     # parameter kinds trained without weight decay, from NO_DECAY_KINDS; null = the task's default
-    # (classification: all four; detection, segmentation, oriented: norm, rel_pos, abs_pos, SPEC §8.9)
+    # (engine.optim.default_no_decay, SPEC §8.9: classification [norm, bias, rel_pos, abs_pos]; detection,
+    # segmentation, oriented [norm_name, rel_pos, abs_pos]; H2RBox-v2p [])
     no_decay: list[str] | None = None
 
 

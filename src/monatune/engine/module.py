@@ -99,7 +99,8 @@ class TunedModule(L.LightningModule):
     # --- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.cfg.optim
-        no_decay = default_no_decay(self.cfg.task) if o.no_decay is None else o.no_decay
+        m = self.cfg.model
+        no_decay = default_no_decay(self.cfg.task, m.head, m.head_options) if o.no_decay is None else o.no_decay
         optimizer = build_optimizer(self.model, o.optimizer, o.lr, o.weight_decay, o.betas, no_decay)
         total = int(self.trainer.estimated_stepping_batches)
         max_epochs = max(self.trainer.max_epochs or 1, 1)

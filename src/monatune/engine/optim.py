@@ -9,27 +9,46 @@ import torch
 from torch import nn
 
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-NO_DECAY_KINDS = ("norm", "bias", "rel_pos", "abs_pos")
+NO_DECAY_KINDS = ("norm", "norm_name", "bias", "rel_pos", "abs_pos")
 _NAMED_KINDS = {"relative_position_bias_table": "rel_pos", "absolute_pos_embed": "abs_pos"}
 
 
-def default_no_decay(task: str) -> tuple[str, ...]:
-    """SPEC §8.9: classification exempts norms, biases and position tables; the dense and oriented
-    tasks decay biases (the public mmdet/mmseg/mmrotate configs exempt only norms and position tables)."""
-    return NO_DECAY_KINDS if task == "classification" else ("norm", "rel_pos", "abs_pos")
+def default_no_decay(task: str, head: str | None = None, head_options: dict | None = None) -> tuple[str, ...]:
+    """The parameter kinds trained without weight decay by the public code (SPEC §8.9).
+
+    - classification (mmcls: ``norm_decay_mult=0``, ``bias_decay_mult=0``, position tables): every
+      norm layer's parameters, biases, relative-position tables, absolute position embeddings;
+    - detection, segmentation, oriented (mmdet/mmseg/mmrotate ``custom_keys``): parameters whose name
+      holds "norm", and the position tables; biases are decayed, and so are head BatchNorms that
+      their frameworks name ``bn`` (ours: torchvision's ``Conv2dNormActivation`` index names);
+    - H2RBox-v2p (``head: h2rbox_v2``, the default variant): nothing exempt, everything decayed.
+    """
+    if task == "classification":
+        return ("norm", "bias", "rel_pos", "abs_pos")
+    if head == "h2rbox_v2" and (head_options or {}).get("variant", "v2p") == "v2p":
+        return ()
+    return ("norm_name", "rel_pos", "abs_pos")
 
 
-def parameter_kind(name: str, param: nn.Parameter, norm_params: set[int]) -> str | None:
-    """The no-decay kind of a parameter (``norm``, ``bias``, ``rel_pos``, ``abs_pos``), or None."""
+def parameter_kinds(name: str, param: nn.Parameter, norm_params: set[int]) -> set[str]:
+    """The no-decay kinds a parameter belongs to: ``norm`` (of a norm layer), ``norm_name`` ("norm"
+    in its qualified name), ``bias``, ``rel_pos``, ``abs_pos``."""
+    kinds = set()
     if id(param) in norm_params:
-        return "norm"
+        kinds.add("norm")
+    if "norm" in name:
+        kinds.add("norm_name")
     leaf = name.rsplit(".", 1)[-1]
     if leaf in _NAMED_KINDS:
-        return _NAMED_KINDS[leaf]
-    return "bias" if leaf == "bias" else None
+        kinds.add(_NAMED_KINDS[leaf])
+    if leaf == "bias":
+        kinds.add("bias")
+    return kinds
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, no_decay: Sequence[str] = NO_DECAY_KINDS) -> list[dict]:
+def parameter_groups(
+    model: nn.Module, weight_decay: float, no_decay: Sequence[str] = ("norm", "bias", "rel_pos", "abs_pos")
+) -> list[dict]:
     """Two AdamW groups over the trainable parameters: with decay, and without (the kinds named in
     ``no_decay``). Frozen parameters are never handed to the optimizer."""
     unknown = sorted(set(no_decay) - set(NO_DECAY_KINDS))
@@ -41,7 +60,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, no_decay: Sequence[s
         if not param.requires_grad or id(param) in seen:
             continue
         seen.add(id(param))
-        (exempt if parameter_kind(name, param, norm_params) in no_decay else decay).append(param)
+        (exempt if parameter_kinds(name, param, norm_params) & set(no_decay) else decay).append(param)
     if not decay and not exempt:
         raise ValueError("no trainable parameters: check the method and train_modules")
     groups = []
@@ -58,7 +77,7 @@ def build_optimizer(
     lr: float,
     weight_decay: float,
     betas=(0.9, 0.999),
-    no_decay: Sequence[str] = NO_DECAY_KINDS,
+    no_decay: Sequence[str] = ("norm", "bias", "rel_pos", "abs_pos"),
 ) -> torch.optim.Optimizer:
     groups = parameter_groups(model, weight_decay, no_decay)
     if name == "adamw":

@@ -16,7 +16,8 @@ from monatune.tuning import apply
 def build_classifier(cfg: ExperimentConfig) -> nn.Module:
     """Swin classifier with ``cfg.model.num_classes`` outputs, tuned by ``cfg.model.method`` (head trains)."""
     model = backbone_from_config(cfg.model, num_classes=cfg.model.num_classes)
-    return apply(model, cfg.model.method, train_modules=["head"], **cfg.model.method_options)
+    frozen = ["patch_embed"] if cfg.model.freeze_patch_embed else []  # timm classifiers; SPEC §8.11 option
+    return apply(model, cfg.model.method, train_modules=["head"], frozen_modules=frozen, **cfg.model.method_options)
 
 
 class ClassificationModule(TunedModule):

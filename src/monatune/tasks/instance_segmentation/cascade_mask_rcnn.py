@@ -87,7 +87,7 @@ def build_cascade_mask_rcnn(
             mask targets (cropped and resized aligned, binarised at 0.5), as mmcv's default in the
             public code (SPEC §8.8); False: torchvision's unaligned pooling and soft targets.
         rpn_ignore_border_anchors: leave anchors crossing the image border out of RPN training (mmdet
-            ``allowed_border=0``); default False as the public configs (``allowed_border=-1``).
+            ``allowed_border=0``); default False (torchvision: every anchor is matched); the public Swin config has ``allowed_border=0``.
     RoIAlign: 7x7 box / 14x14 mask features, adaptive sampling, level floor(log2(sqrt(wh) / 56)) over
     strides 4-32; mask heads predict 28x28 per class.
     """

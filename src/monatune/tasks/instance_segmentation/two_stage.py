@@ -129,7 +129,7 @@ def build_fpn_and_rpn(
     IoU >= 0.7 positive, < 0.3 negative, each gt keeps its best anchor; 256 anchors sampled per
     image, half positive. ``pre_nms_top_n``/``post_nms_top_n`` are (train, test); top-n per level
     before NMS, per image after. ``ignore_border_anchors``: anchors crossing the image border are
-    left out of training (mmdet ``allowed_border=0``; the public configs keep them, SPEC §8 item 11).
+    left out of training (mmdet ``allowed_border=0``, as the public Swin Cascade Mask R-CNN config; opt-in parity, SPEC §8 item 11).
     """
     neck = SwinFPN(backbone.out_channels, fpn_channels, LastLevelMaxPool())
     strides = fpn_strides(backbone.strides, 1)

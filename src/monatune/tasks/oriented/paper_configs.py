@@ -33,7 +33,7 @@ H2RBOX_ANGLE_FREE = {
 }
 H2RBOX_RESIZED = {"dota": ("baseball-diamond",), "star": ()}
 # Weight decay exemptions (SPEC §8.9): biases are decayed in the oriented configs; H2RBox-v2p decays everything.
-NO_DECAY = {"rotated_retinanet": ["norm", "rel_pos", "abs_pos"], "oriented_rcnn": ["norm", "rel_pos", "abs_pos"], "h2rbox_v2": []}
+NO_DECAY = {"rotated_retinanet": ["norm_name", "rel_pos", "abs_pos"], "oriented_rcnn": ["norm_name", "rel_pos", "abs_pos"], "h2rbox_v2": []}
 # LoRand as STAR-MMRotate builds it (SPEC §8.10).
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {"lorand": {"beta": 8, "init": "kaiming", "bias_init": "uniform"}}
 

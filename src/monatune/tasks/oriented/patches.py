@@ -214,13 +214,14 @@ def merge_patch_detections(
     patch_results: Mapping[str, Mapping[str, torch.Tensor]],
     *,
     iou_threshold: float = 0.1,
-    max_per_image: int = 2000,
+    max_per_image: int | None = None,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Detections per patch id -> detections per original image.
 
     Each value holds ``boxes`` (K, 5) in patch coordinates, ``scores`` (K,), ``labels`` (K,). Boxes
     are shifted by their patch origin, then class-aware rotated NMS at ``iou_threshold`` removes the
-    duplicates the overlaps create; at most ``max_per_image`` boxes per image are kept.
+    duplicates the overlaps create; at most ``max_per_image`` boxes per image are kept (None: no cap,
+    the public DOTA/STAR merge, SPEC §8.4).
     """
     grouped: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     for name, result in patch_results.items():
@@ -232,7 +233,8 @@ def merge_patch_detections(
     merged = {}
     for image_id, parts in grouped.items():
         boxes, scores, labels = (torch.cat(p) for p in zip(*parts))
-        keep = batched_rotated_nms(boxes, scores, labels, iou_threshold)[:max_per_image]
+        keep = batched_rotated_nms(boxes, scores, labels, iou_threshold)
+        keep = keep if max_per_image is None else keep[:max_per_image]
         merged[image_id] = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
     return merged
 
