@@ -23,7 +23,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from monatune.tasks.oriented.nms import batched_rotated_nms
 from monatune.tasks.oriented.patch_objects import CLIPPED_DIFFICULT, MIN_CLIPPED_SIDE, ObjectShapes, window_objects
 
 SPLIT_VERSION = 2
@@ -210,7 +209,7 @@ def split_dota(
     return SplitResult(written, counts)
 
 
-def merge_patch_detections(
+def merge_patch_detections(  # the class-wise merge; the configurable one is protocol.merge_detections
     patch_results: Mapping[str, Mapping[str, torch.Tensor]],
     *,
     iou_threshold: float = 0.1,
@@ -223,20 +222,9 @@ def merge_patch_detections(
     duplicates the overlaps create; at most ``max_per_image`` boxes per image are kept (None: no cap,
     the public DOTA/STAR merge, SPEC §8.4).
     """
-    grouped: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
-    for name, result in patch_results.items():
-        image_id, x0, y0 = parse_patch_name(name)
-        boxes = result["boxes"].clone()
-        boxes[:, 0] += x0
-        boxes[:, 1] += y0
-        grouped.setdefault(image_id, []).append((boxes, result["scores"], result["labels"]))
-    merged = {}
-    for image_id, parts in grouped.items():
-        boxes, scores, labels = (torch.cat(p) for p in zip(*parts))
-        keep = batched_rotated_nms(boxes, scores, labels, iou_threshold)
-        keep = keep if max_per_image is None else keep[:max_per_image]
-        merged[image_id] = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
-    return merged
+    from monatune.tasks.oriented.protocol import MergeSettings, merge_detections  # protocol imports this module
+
+    return merge_detections(patch_results, MergeSettings(iou_threshold, False, max_per_image))
 
 
 __all__ = [
