@@ -61,18 +61,18 @@ def run_setting(config: str, device: str, steps: int, batch_size: int | None, ti
 
 def markdown(rows: list[tuple[str, dict]]) -> str:
     lines = [
-        "| setting | method | command | trainable (backbone / heads / total) | step time s | peak MiB | losses | finite |",
-        "|---|---|---|---|---:|---:|---|---|",
+        "| setting | method | command | batch | trainable (backbone / heads / total) | step time s | peak MiB | losses | finite |",
+        "|---|---|---|---:|---|---:|---:|---|---|",
     ]
     for label, r in rows:
         if not r.get("ok") or "params" not in r:
-            lines.append(f"| {label} | | `{r.get('command', r['config'])}` | | | | FAILED: {r.get('reason', r.get('error', '?'))} | no |")
+            lines.append(f"| {label} | | `{r.get('command', r['config'])}` | | | | | FAILED: {r.get('reason', r.get('error', '?'))} | no |")
             continue
         p = r["params"]
         counts = f"{p['backbone_trainable']:,} / {p['heads_trainable']:,} / {p['trainable']:,}"
         losses = ", ".join(f"{x:.3f}" for x in r["losses"])
         lines.append(
-            f"| {label} | {r['method']} | `{r['command']}` | {counts} | {r['median_step_seconds']:.2f} | "
+            f"| {label} | {r['method']} | `{r['command']}` | {r['batch_size']} | {counts} | {r['median_step_seconds']:.2f} | "
             f"{r['peak_memory_mb']:,.0f} | {losses} | yes |"
         )
     return "\n".join(lines)
@@ -87,7 +87,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per setting")
     parser.add_argument("--out", default="bench/results/paper-scale-cpu.json")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
+    parser.add_argument("--from-json", default=None, help="only print the table of an earlier --out file")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        print(markdown([(row["label"], row) for row in saved["rows"]]))
+        return 0
     settings = [(label, c) for label, c in SETTINGS if args.only is None or args.only in c]
     rows = []
     for label, config in settings:
