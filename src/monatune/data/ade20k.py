@@ -11,7 +11,7 @@ paper's mmseg config) 0 becomes 255 (ignore) and k becomes k - 1, so classes are
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,24 @@ class ADE20KSegmentation(Dataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
+    def sample_files(self, index: int) -> tuple[Path, ...]:
+        return (self.image_paths[index], self.label_paths[index])
+
+    def check_sample(self, index: int) -> None:
+        """Decode image and label PNG and check sizes and label range (see :mod:`monatune.data.verify`)."""
+        self._load(index)
+
+    def keep_samples(self, indices: Sequence[int]) -> None:
+        self.image_paths = [self.image_paths[i] for i in indices]
+        self.label_paths = [self.label_paths[i] for i in indices]
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, mask = self._load(index)
+        if self.transforms is not None:
+            return self.transforms(image, mask)
+        return image, mask
+
+    def _load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image = read_rgb_image(self.image_paths[index])
         raw = read_label_png(self.label_paths[index])
         if raw.shape != tuple(image.shape[-2:]):
@@ -100,7 +117,4 @@ class ADE20KSegmentation(Dataset):
         bad = (label >= self.num_classes) & (label != IGNORE_INDEX)
         if bad.any():
             raise DatasetError(self.label_paths[index], f"label value {int(label[bad].max())} outside 0..{self.num_classes - 1}")
-        mask = tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
-        if self.transforms is not None:
-            return self.transforms(image, mask)
-        return image, mask
+        return image, tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))

@@ -84,6 +84,16 @@ def voc07_cls(root: str | Path, split: str, transform: Callable | None, **kw) ->
     return LabeledImageList(samples, transform, classes=VOC_CLASSES, source=str(list_file), **kw)
 
 
+def check_num_classes(dataset: LabeledImageList, num_classes: int, source: str) -> None:
+    """ValueError naming both numbers when ``dataset`` has more classes (class folders, or labels in its
+    list) than the model's ``num_classes``: their labels would index past the classifier's outputs."""
+    if dataset.classes is not None and len(dataset.classes) > num_classes:
+        raise ValueError(f"{source}: {len(dataset.classes)} classes but model.num_classes is {num_classes}; set model.num_classes to {len(dataset.classes)}")
+    top = max((label for _, label in dataset.samples), default=-1)
+    if top >= num_classes:
+        raise ValueError(f"{source}: label {top} needs at least {top + 1} classes but model.num_classes is {num_classes}")
+
+
 CLASSIFICATION_DATASETS: dict[str, Callable[..., Dataset]] = {
     "imagefolder": image_folder,
     "flowers102": flowers102,

@@ -9,7 +9,7 @@ faster-coco-eval's mask API (the pycocotools rasteriser, so they match the offic
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +127,35 @@ class COCODetection(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image_id = self.ids[index]
-        info = self.images[image_id]
-        image = read_rgb_image(self.image_dir / info["file_name"])
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self.images[self.ids[index]]["file_name"]
+
+    def sample_files(self, index: int) -> tuple[Path, ...]:
+        return (self.image_path(index), self.annotation_file)
+
+    def check_sample(self, index: int) -> None:
+        """Decode the image and match its size with the JSON's (see :mod:`monatune.data.verify`); the
+        JSON itself was checked when it was read."""
+        self._read_image(index)
+
+    def keep_samples(self, indices: Sequence[int]) -> None:
+        self.ids = [self.ids[i] for i in indices]
+
+    def _read_image(self, index: int) -> tv_tensors.Image:
+        info = self.images[self.ids[index]]
+        image = read_rgb_image(self.image_path(index))
         height, width = image.shape[-2:]
         if (int(info["height"]), int(info["width"])) != (height, width):
             raise DatasetError(
-                self.image_dir / info["file_name"],
+                self.image_path(index),
                 f"image is {height}x{width} but {self.annotation_file.name} says {info['height']}x{info['width']}",
             )
+        return image
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image_id = self.ids[index]
+        image = self._read_image(index)
+        height, width = image.shape[-2:]
         anns = [a for a in self.annotations[image_id] if self._keep(a)]
         boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy

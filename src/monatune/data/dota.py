@@ -164,19 +164,47 @@ class DotaDataset(Dataset):
         self.images = find_images(self.root / image_dir)
         if not self.images:
             raise DatasetError(self.root / image_dir, f"no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        # A malformed label file is kept as an error of its sample (raised when the sample is read or
+        # checked, see monatune.data.verify), so that the check can skip it like an unreadable image.
+        self.label_errors: dict[Path, DatasetError] = {}
         self.annotations = [self._read(p.stem) for p in self.images]
         if skip_empty:
-            kept = [i for i, a in enumerate(self.annotations) if len(a.names)]
-            self.images = [self.images[i] for i in kept]
-            self.annotations = [self.annotations[i] for i in kept]
+            kept = [i for i, a in enumerate(self.annotations) if len(a.names) or self._label_path(i) in self.label_errors]
+            self.keep_samples(kept)
+
+    def _label_path(self, index: int) -> Path:
+        return self.label_dir / f"{self.images[index].stem}.txt"
 
     def _read(self, image_id: str) -> DotaLabels:
         path = self.label_dir / f"{image_id}.txt"
+        empty = DotaLabels(np.zeros((0, 8)), [], np.zeros((0,), dtype=np.int64))
         if not self.label_dir.is_dir() or not path.is_file():
             if self.label_dir.is_dir():
                 raise DatasetError(path, "label file missing for image")
-            return DotaLabels(np.zeros((0, 8)), [], np.zeros((0,), dtype=np.int64))
-        return read_dota_labels(path, self.classes)
+            return empty
+        try:
+            return read_dota_labels(path, self.classes)
+        except DatasetError as exc:
+            self.label_errors[path] = exc
+            return empty
+
+    def sample_files(self, index: int) -> tuple[Path, ...]:
+        label = self._label_path(index)
+        return (self.images[index], label) if self.label_dir.is_dir() else (self.images[index],)
+
+    def check_sample(self, index: int) -> None:
+        """Raise the label file's error, if any, and decode the image (see :mod:`monatune.data.verify`)."""
+        self._raise_label_error(index)
+        read_rgb_image(self.images[index])
+
+    def keep_samples(self, indices: Sequence[int]) -> None:
+        self.images = [self.images[i] for i in indices]
+        self.annotations = [self.annotations[i] for i in indices]
+
+    def _raise_label_error(self, index: int) -> None:
+        error = self.label_errors.get(self._label_path(index))
+        if error is not None:
+            raise DatasetError(error.path, error.problem)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -184,6 +212,7 @@ class DotaDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         from monatune.tasks.oriented.boxes import polygons_to_boxes
 
+        self._raise_label_error(index)
         image = read_rgb_image(self.images[index]).as_subclass(torch.Tensor).float() / 255.0
         ann = self.annotations[index]
         polygons = torch.from_numpy(ann.polygons).float()

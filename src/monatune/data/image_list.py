@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -10,10 +9,16 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from monatune.data.errors import to_rgb8
+from monatune.data.verify import CorruptImageError, verify_dataset
+
+__all__ = ["CorruptImageError", "LabeledImageList", "find_unreadable"]
 
 
-class CorruptImageError(ValueError):
-    """An image file cannot be decoded; the message names it."""
+def decode_check(path: Path) -> None:
+    """Open and fully decode the image at ``path``; raise if PIL cannot, or if it is 16-bit/float."""
+    with Image.open(path) as im:
+        im.load()  # full decode: truncated files fail here, not only in verify()
+        to_rgb8(im, path)  # 16-bit / float images: refused here rather than clipped later
 
 
 def find_unreadable(paths: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -21,9 +26,7 @@ def find_unreadable(paths: Sequence[Path]) -> list[tuple[Path, str]]:
     bad = []
     for path in paths:
         try:
-            with Image.open(path) as im:
-                im.load()  # full decode: truncated files fail here, not only in verify()
-                to_rgb8(im, path)  # 16-bit / float images: refused here rather than clipped later
+            decode_check(path)
         except Exception as exc:  # PIL raises many types for bad data
             bad.append((path, f"{type(exc).__name__}: {exc}"))
     return bad
@@ -32,8 +35,9 @@ def find_unreadable(paths: Sequence[Path]) -> list[tuple[Path, str]]:
 class LabeledImageList(Dataset):
     """(path, label) samples -> (transform(RGB image), label).
 
-    With ``verify=True`` every image is decoded once up front: unreadable files are dropped with a
-    single warning naming them all, or raise CorruptImageError when ``strict``.
+    With ``verify=True`` every image is decoded once up front (:func:`~monatune.data.verify.verify_dataset`):
+    unreadable files are dropped with a single warning naming them all, or raise CorruptImageError when
+    ``strict``. The data modules pass ``verify=False`` and check through the same function themselves.
     """
 
     def __init__(
@@ -49,24 +53,25 @@ class LabeledImageList(Dataset):
         self.samples = [(Path(p), int(y)) for p, y in samples]
         self.transform = transform
         self.classes = list(classes) if classes is not None else None
-        self.skipped: list[tuple[Path, str]] = []
+        self.skipped: list[str] = []  # why each dropped sample was dropped
         missing = [p for p, _ in self.samples if not p.is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{source or 'dataset'}: {len(missing)} listed image(s) do not exist, e.g. {missing[0]}"
             )
-        if verify:
-            bad = find_unreadable([p for p, _ in self.samples])
-            if bad:
-                listing = "\n  ".join(f"{p} ({why})" for p, why in bad)
-                if strict:
-                    raise CorruptImageError(f"{source or 'dataset'}: unreadable image(s):\n  {listing}")
-                warnings.warn(f"{source or 'dataset'}: skipping {len(bad)} unreadable image(s):\n  {listing}", stacklevel=2)
-                bad_paths = {p for p, _ in bad}
-                self.samples = [s for s in self.samples if s[0] not in bad_paths]
-                self.skipped = bad
         if not self.samples:
             raise ValueError(f"{source or 'dataset'}: no usable images")
+        if verify:
+            self.skipped = verify_dataset(self, source or "dataset", strict=strict)
+
+    def sample_files(self, index: int) -> tuple[Path, ...]:
+        return (self.samples[index][0],)
+
+    def check_sample(self, index: int) -> None:
+        decode_check(self.samples[index][0])
+
+    def keep_samples(self, indices: Sequence[int]) -> None:
+        self.samples = [self.samples[i] for i in indices]
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -161,7 +161,23 @@ class VOCDetection(Dataset):
         year, name = self.ids[index]
         return self.root / f"VOC{year}" / "JPEGImages" / f"{name}.jpg"
 
+    def sample_files(self, index: int) -> tuple[Path, ...]:
+        return (self.image_path(index), self.annotation_path(index))
+
+    def check_sample(self, index: int) -> None:
+        """Parse the XML and decode the image as training does (see :mod:`monatune.data.verify`)."""
+        self._load(index)
+
+    def keep_samples(self, indices: Sequence[int]) -> None:
+        self.ids = [self.ids[i] for i in indices]
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, target = self._load(index)
+        if self.transforms is not None:
+            return self.transforms(image, target)
+        return image, target
+
+    def _load(self, index: int) -> tuple[tv_tensors.Image, Target]:
         ann = parse_voc_xml(self.annotation_path(index), self.class_names, self.box_convention)
         image = read_rgb_image(self.image_path(index))
         height, width = image.shape[-2:]
@@ -177,6 +193,4 @@ class VOCDetection(Dataset):
             "difficult": ann["difficult"][keep],
             "image_id": index,
         }
-        if self.transforms is not None:
-            return self.transforms(image, target)
         return image, target

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from monatune.data.classification import build_classification_dataset
+from monatune.data.classification import build_classification_dataset, check_num_classes
 from monatune.data.classification_transforms import eval_transform, train_transform
 from monatune.data.datamodule import SplitDataModule
+from monatune.data.image_list import LabeledImageList
+
+CLASSIFICATION_OPTIONS: tuple[str, ...] = ()  # ``data.options`` keys read: none
 
 
 class ClassificationData(SplitDataModule):
     """Train/val/test loaders for a classification dataset named in ``cfg.data.dataset`` (or the
-    ``train_set`` / ``val_set`` given); batches ``(images (B, 3, H, W), labels (B,))``."""
+    ``train_set`` / ``val_set`` given); batches ``(images (B, 3, H, W), labels (B,))``. More classes
+    on disk than ``model.num_classes`` is an error before training."""
 
     drop_last = True
+    option_names = CLASSIFICATION_OPTIONS
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         d = self.cfg.data
         if d.dataset == "digits":
             return build_classification_dataset("digits", None, split, None, image_size=d.image_size, seed=self.cfg.trainer.seed, train=train)
         transform = train_transform(d.image_size) if train else eval_transform(d.image_size, d.resize_size)
-        return build_classification_dataset(d.dataset, d.root, split, transform, strict=d.strict, verify=d.verify_images)
+        # checked by checked_dataset (once per machine under DDP), not by the reader
+        dataset = build_classification_dataset(d.dataset, d.root, split, transform, verify=False)
+        if isinstance(dataset, LabeledImageList):
+            check_num_classes(dataset, self.cfg.model.num_classes, f"data {d.dataset!r} split {split!r} under {d.root}")
+        return dataset

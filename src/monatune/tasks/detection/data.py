@@ -28,6 +28,9 @@ from monatune.data.voc import BOX_CONVENTIONS, VOC_CLASSES, VOCDetection
 from monatune.engine.config import ExperimentConfig
 
 DATASETS = ("voc", "synthetic_voc")
+# ``data.options`` of every synthetic dataset (read by synthetic_params)
+SYNTHETIC_OPTIONS = ("num_train_images", "num_val_images", "seed")
+DETECTION_OPTIONS = ("scale", "flip_prob", "skip_difficult", "box_convention", *SYNTHETIC_OPTIONS)
 
 
 def to_float() -> v2.Transform:
@@ -101,7 +104,7 @@ def detection_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 
 class DenseDataModule(SplitDataModule):
-    """Shared data logic of the dense tasks: batches as lists (:func:`list_collate`), and ``prepare_data``
+    """Shared data logic of the dense tasks: batches as lists (:func:`list_collate`), and ``prepare_files``
     (rank 0) checks ``cfg.data.dataset`` against ``datasets`` and writes the synthetic one once."""
 
     train_collate: Callable = staticmethod(list_collate)
@@ -110,7 +113,7 @@ class DenseDataModule(SplitDataModule):
     synthetic_dataset: str = ""  # the one ``prepare_data`` writes first, split by split
     dataset_kind: str = "a dense dataset"  # in the error message for any other
 
-    def prepare_data(self) -> None:
+    def prepare_files(self) -> None:
         d = self.cfg.data
         if d.dataset not in self.datasets:
             raise ValueError(f"data.dataset: {d.dataset!r} is not {self.dataset_kind}; valid: {', '.join(self.datasets)}")
@@ -139,6 +142,7 @@ class DetectionData(DenseDataModule):
     datasets = DATASETS
     synthetic_dataset = "synthetic_voc"
     dataset_kind = "a detection dataset"
+    option_names = DETECTION_OPTIONS
 
     def write_synthetic_split(self, root: Path, split: str, num_images: int, params: dict[str, Any]) -> None:
         write_voc(root, num_images, self.cfg.data.image_size, params["seed"], image_set=split)

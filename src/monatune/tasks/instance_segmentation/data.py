@@ -18,9 +18,10 @@ from torch.utils.data import Dataset
 from monatune.data.coco import COCODetection
 from monatune.data.dense_transforms import instance_train_transforms
 from monatune.data.synthetic_scenes import write_coco
-from monatune.tasks.detection.data import DenseDataModule, require_root, to_float
+from monatune.tasks.detection.data import SYNTHETIC_OPTIONS, DenseDataModule, require_root, to_float
 
 DATASETS = ("coco", "synthetic_coco")
+INSTANCE_SEGMENTATION_OPTIONS = ("short_sides", "max_size", "crop_short_sides", "crop_size", "flip_prob", *SYNTHETIC_OPTIONS)
 
 
 class InstanceSegmentationData(DenseDataModule):
@@ -29,6 +30,7 @@ class InstanceSegmentationData(DenseDataModule):
     datasets = DATASETS
     synthetic_dataset = "synthetic_coco"
     dataset_kind = "an instance segmentation dataset"
+    option_names = INSTANCE_SEGMENTATION_OPTIONS
 
     def write_synthetic_split(self, root: Path, split: str, num_images: int, params: dict[str, Any]) -> None:
         write_coco(root, num_images, self.cfg.data.image_size, params["seed"], split=split)

@@ -45,6 +45,13 @@ from monatune.tasks.oriented.predict import patch_pad_value
 from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_settings, score_settings
 
 DATASETS = ("dota", "star", "synthetic_dota")
+# Every ``data.options`` key read here, in protocol.py (merge_*, eval_*) and predict.py (patch_pad_value)
+ORIENTED_OPTIONS = (
+    "patch_size", "overlap", "patch_root", "iof_threshold", "patch_pad_value",
+    "merge_nms_iou", "merge_class_agnostic", "merge_max_per_image", "eval_iou_threshold", "eval_difficult", "eval_iou",
+    "angle_convention", "flip_prob", "flip_directions", "skip_difficult", "skip_empty", "classes",
+    "num_train_images", "num_val_images", "seed", "synthetic_image_size",
+)  # fmt: skip
 
 
 MERGE_NMS_IOU = MergeSettings().nms_iou  # DOTA devkit's merge of patch detections
@@ -135,6 +142,7 @@ class OrientedData(DenseDataModule):
 
     train_collate = staticmethod(collate_oriented)
     eval_collate = staticmethod(collate_oriented)
+    option_names = ORIENTED_OPTIONS
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         super().__init__(cfg)
@@ -253,4 +261,4 @@ class OrientedData(DenseDataModule):
         return self._references[split]
 
 
-__all__ = ["DATASETS", "EvalReference", "OrientedData", "clear_dota_folder", "folder_fingerprint", "oriented_class_names", "split_names", "write_once"]
+__all__ = ["DATASETS", "ORIENTED_OPTIONS", "EvalReference", "OrientedData", "clear_dota_folder", "folder_fingerprint", "oriented_class_names", "split_names", "write_once"]

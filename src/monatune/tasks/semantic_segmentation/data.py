@@ -20,9 +20,13 @@ from torch.utils.data import Dataset
 from monatune.data.ade20k import ADE20KSegmentation
 from monatune.data.dense_transforms import semantic_eval_transforms, semantic_train_transforms
 from monatune.data.synthetic_scenes import SCENE_STYLES, write_ade20k
-from monatune.tasks.detection.data import DenseDataModule, list_collate, require_root
+from monatune.tasks.detection.data import SYNTHETIC_OPTIONS, DenseDataModule, list_collate, require_root
 
 DATASETS = ("ade20k", "synthetic_ade20k")
+SEMANTIC_SEGMENTATION_OPTIONS = (
+    "scale", "ratio_range", "crop_size", "cat_max_ratio", "flip_prob", "photometric", "test_scale",
+    "reduce_zero_label", "style", *SYNTHETIC_OPTIONS,
+)  # fmt: skip
 
 
 def stack_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +44,7 @@ class SemanticSegmentationData(DenseDataModule):
     datasets = DATASETS
     synthetic_dataset = "synthetic_ade20k"
     dataset_kind = "a semantic segmentation dataset"
+    option_names = SEMANTIC_SEGMENTATION_OPTIONS
 
     def synthetic_dataset_params(self) -> dict[str, Any]:
         """The common parameters and the scene ``style`` (checked)."""
