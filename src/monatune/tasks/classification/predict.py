@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torchvision.transforms.functional import to_pil_image
 
-from monatune.data.classification_transforms import eval_transform
+from monatune.data.classification_transforms import eval_transform_for
 from monatune.data.errors import read_rgb_image
 from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
@@ -16,10 +16,10 @@ from monatune.engine.predict import batches, to_device
 
 
 def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
-    """Each image through the config's eval transform (resize, centre crop, ImageNet normalisation);
+    """Each image through the eval transform validation uses for the config's data (``eval_transform_for``);
     options: ``topk`` (default 5), ``class_names`` (index -> name; default: ``known_class_names``)."""
     d = cfg.data
-    transform = eval_transform(d.image_size, d.resize_size)
+    transform = eval_transform_for(d)
     names = options.get("class_names") or known_class_names(cfg)
     topk = min(int(options.get("topk", 5)), cfg.model.num_classes)
     rows = []
@@ -36,13 +36,17 @@ def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_d
 
 def known_class_names(cfg: ExperimentConfig) -> list[str] | None:
     """The class names of the config's dataset, in label order, when known without downloading:
-    VOC2007's 20 classes, or the sorted class folders of an ``imagefolder`` training split on this
-    machine (when they match ``num_classes``); else None."""
+    VOC2007's 20 classes, the digits "0".."9", or the sorted class folders of an ``imagefolder``
+    training split on this machine (when they match ``num_classes``); else None."""
     d = cfg.data
     if d.dataset == "voc07_cls":
         from monatune.data.voc import VOC_CLASSES
 
         names = list(VOC_CLASSES)
+    elif d.dataset == "digits":
+        from monatune.data.digits import DIGIT_CLASSES
+
+        names = list(DIGIT_CLASSES)
     else:
         split_dir = Path(d.root) / d.train_split if d.dataset == "imagefolder" and d.root else None
         if split_dir is None or not split_dir.is_dir():
