@@ -15,12 +15,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
             "(e.g. --model.method lora --trainer.devices 2).",
         )
         p.add_argument("--config", "-c", help="experiment YAML (see configs/)")
-        p.add_argument(
-            "--ckpt",
-            default="last" if command == "fit" else None,
-            help="checkpoint to resume from / evaluate; 'last' = the run's last.ckpt if it exists (fit default)",
-        )
-        if command != "fit":
+        if command == "fit":
+            p.add_argument("--ckpt", help="checkpoint to resume from (default: the run's last.ckpt if it exists)")
+            p.add_argument(
+                "--fresh",
+                action="store_true",
+                help="start from scratch: move the run's previous checkpoints, logs and results to out_dir/previous/<n>/",
+            )
+        else:
+            p.add_argument("--ckpt", help="checkpoint to evaluate; 'last' = the run's last.ckpt")
             p.add_argument("--adapter", help="adapter file (.safetensors) to load into the built model before evaluating")
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         shortcuts = p.add_argument_group("shortcuts for common overrides")
@@ -89,7 +92,9 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
-    result = run(args.command, cfg, args.ckpt, adapter=getattr(args, "adapter", None))
+    fresh = getattr(args, "fresh", False)
+    ckpt = "last" if args.command == "fit" and args.ckpt is None and not fresh else args.ckpt
+    result = run(args.command, cfg, ckpt, adapter=getattr(args, "adapter", None), fresh=fresh)
     print(json.dumps({"metrics": result["metrics"], "global_step": result["global_step"]}, indent=2))
     return 0
 

@@ -1,10 +1,12 @@
-"""Callbacks: loss/metric history (for plots and results files), RNG state in checkpoints, run cost."""
+"""Callbacks: loss/metric history (for plots and results files), RNG state in checkpoints, run cost,
+the run's config.yaml once training has started, one console line per epoch when there is no progress bar."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,76 @@ import numpy as np
 import torch
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file and rename it over ``path``: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2))
+
+
+class ConfigFile(L.Callback):
+    """Writes the run's config (``text``, YAML) to ``path`` when training starts.
+
+    Not earlier: by then the checkpoint has been restored and checked (a resume refused for another
+    method, or a config that fails to build, must not replace the config the run was trained with)."""
+
+    def __init__(self, path: str | Path, text: str) -> None:
+        self.path = Path(path)
+        self.text = text
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            write_text_atomic(self.path, self.text)
+
+
+class EpochLines(L.Callback):
+    """Without a progress bar (SLURM, nohup, ``> log``): a start line and one flushed line per epoch
+    (mean training loss, that epoch's validation metrics, seconds), on stderr so stdout stays the result."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._sum, self._n, self._t0 = 0.0, 0, 0.0
+        self._val: dict[str, float] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.max_steps and trainer.max_steps > 0:
+            length = f"{trainer.max_steps} steps"
+        else:
+            length = f"{trainer.max_epochs} epoch{'s' if trainer.max_epochs != 1 else ''}"
+        resumed = f", resuming at epoch {trainer.current_epoch + 1} step {trainer.global_step}" if trainer.global_step else ""
+        self._say(trainer, f"{self.title}: {length} of {trainer.num_training_batches} batches{resumed}")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sum, self._n, self._t0 = 0.0, 0, time.perf_counter()
+        self._val = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._sum += float(loss.detach())
+        self._n += 1
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Validation of this epoch has already run: Lightning validates inside the epoch loop.
+        parts = [f"epoch {trainer.current_epoch + 1}" + (f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else "")]
+        if self._n:
+            parts.append(f"train/loss {self._sum / self._n:.4g}")
+        parts += [f"{k} {v:.4g}" for k, v in sorted(self._val.items())]
+        parts.append(f"{time.perf_counter() - self._t0:.1f} s")
+        self._say(trainer, "  ".join(parts))
+
+    @staticmethod
+    def _say(trainer, line: str) -> None:
+        if trainer.is_global_zero:
+            print(line, file=sys.stderr, flush=True)
 
 
 class History(L.Callback):
