@@ -160,6 +160,17 @@ def test_create_backbone_errors():
         monatune.create_backbone("swin_t", meta=True, weights="x.safetensors")
 
 
+@pytest.mark.parametrize("name", ["swin_t", "swin_v2_t"])
+def test_drop_path_rate_reaches_torchvision_blocks(name):
+    from torchvision.ops import StochasticDepth
+
+    for dense in (False, True):
+        model = monatune.create_backbone(name, drop_path_rate=0.1, dense=dense)
+        probabilities = [m.p for m in model.modules() if isinstance(m, StochasticDepth)]
+        # torchvision's rule: linear over the 2+2+6+2 blocks, 0 for the first, the rate for the last
+        assert probabilities == pytest.approx([0.1 * i / 11 for i in range(12)])
+
+
 # --- where each method acts inside a block -------------------------------------------------------------
 
 

@@ -64,8 +64,9 @@ def test_mismatched_backbone_names_keys(tmp_path):
     save_file({k: v.contiguous() for k, v in tiny().state_dict().items()}, str(path))
     wider = SwinTransformer(img_size=32, patch_size=4, embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
                             window_size=2, num_classes=5, strict_img_size=False)
-    with pytest.raises(WeightsError, match=r"(?s)63 tensor\(s\) with mismatched shapes.*layers.0.blocks.0.attn.qkv.weight: file \(48, 16\) vs model \(72, 24\)"):
+    with pytest.raises(WeightsError, match=r"63 tensor\(s\) with mismatched shapes, e.g. patch_embed.proj.weight: file \(16, 3, 4, 4\) vs model \(24, 3, 4, 4\)") as error:
         load_timm_swin_weights(wider, path)
+    assert "\n" not in str(error.value)
     with pytest.raises(WeightsError, match="not found"):
         read_state_dict(tmp_path / "missing.pth")
 
@@ -76,3 +77,97 @@ def test_offline_hub_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsError, match="--weights"):
         monatune.create_backbone("swin_tiny_patch4_window7_224.ms_in22k", pretrained=True)
+
+
+# --- every tensor of the built backbone comes from the file, or the build fails ----------------------
+
+TINY = {"embed_dim": 16, "num_heads": (1, 1, 2, 2), "window_size": 2, "img_size": 32}
+
+
+def _save(state: dict[str, torch.Tensor], path) -> str:
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
+
+
+def test_weights_of_a_shallower_swin_are_refused_unless_allowed(tmp_path):
+    import monatune
+
+    path = _save(tiny(num_classes=0).state_dict(), tmp_path / "shallow.safetensors")  # depths 1-1-1-1
+    build = lambda **kw: monatune.create_backbone(  # noqa: E731
+        "swin_tiny_patch4_window7_224", weights=path, depths=(1, 1, 2, 1), **TINY, **kw
+    )
+    with pytest.raises(WeightsError, match=r"leaves 13 of 80 tensors of swin_tiny_patch4_window7_224 at their initial values.*layers\.2\.blocks\.1\.norm1\.weight.*allow_missing=\['layers\.2\.blocks\.1\.\*'\]") as error:
+        build()
+    assert "\n" not in str(error.value)
+    model = build(allow_missing=["layers.2.blocks.1.*"])
+    for key, value in load_state(path).items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+
+
+def load_state(path) -> dict[str, torch.Tensor]:
+    return read_state_dict(path)
+
+
+@pytest.mark.parametrize("name", ["swin_tiny_patch4_window7_224", "swin_nano_synthetic", "swin_t"])
+def test_an_empty_weights_file_is_refused(tmp_path, name):
+    import monatune
+
+    path = _save({}, tmp_path / "empty.safetensors")
+    with pytest.raises(WeightsError, match="empty.safetensors holds no tensors"):
+        monatune.create_backbone(name, weights=path)
+
+
+def test_a_partial_torchvision_file_is_refused(tmp_path):
+    import monatune
+
+    path = _save({"features.0.0.weight": torch.zeros(96, 3, 4, 4)}, tmp_path / "partial.safetensors")
+    with pytest.raises(WeightsError, match=r"leaves \d+ of \d+ tensors of swin_t at their initial values"):
+        monatune.create_backbone("swin_t", weights=path, dense=True)
+
+
+def test_a_dense_backbone_needs_everything_but_its_stage_norms(tmp_path):
+    import monatune
+    from monatune.backbones.weights import DENSE_STAGE_NORMS
+
+    source = tiny(num_classes=0)
+    path = _save(source.state_dict(), tmp_path / "full.safetensors")
+    model = monatune.create_backbone("swin_tiny_patch4_window7_224", weights=path, dense=True, depths=(1, 1, 1, 1), **TINY)
+    new = sorted(set(model.state_dict()) - set(source.state_dict()))
+    assert new == [f"norm{i}.{p}" for i in range(4) for p in ("bias", "weight")]
+    assert DENSE_STAGE_NORMS == ("norm0.*", "norm1.*", "norm2.*", "norm3.*")
+    # the same file without one stage's blocks is refused for the dense model too
+    partial = _save({k: v for k, v in source.state_dict().items() if not k.startswith("layers.3.blocks")},
+                    tmp_path / "partial.safetensors")
+    with pytest.raises(WeightsError, match=r"layers\.3\.blocks\.0\."):
+        monatune.create_backbone("swin_tiny_patch4_window7_224", weights=partial, dense=True, depths=(1, 1, 1, 1), **TINY)
+
+
+def test_swin_t_weights_on_the_nano_backbone_give_one_error_line(tmp_path):
+    import monatune
+
+    swin_t_like = {  # shapes of timm's Swin-T: 3 heads in stage 0, six blocks in stage 2 (nano has four)
+        "patch_embed.proj.weight": torch.zeros(96, 3, 4, 4),
+        "layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(169, 3),
+        "layers.2.blocks.5.attn.relative_position_bias_table": torch.zeros(169, 12),
+    }
+    path = _save(swin_t_like, tmp_path / "swin_tiny.safetensors")
+    with pytest.raises(WeightsError, match=r"swin_tiny.safetensors does not fit this backbone.*patch_embed.proj.weight: file \(96, 3, 4, 4\) vs model \(32, 3, 4, 4\)") as error:
+        monatune.create_backbone("swin_nano_synthetic", weights=path, num_classes=4)
+    assert "\n" not in str(error.value)
+    deeper = _save({"layers.2.blocks.5.attn.relative_position_bias_table": torch.zeros(49, 4)}, tmp_path / "deeper.safetensors")
+    with pytest.raises(WeightsError, match=r"1 key\(s\) the backbone lacks, e.g. layers.2.blocks.5.attn.relative_position_bias_table"):
+        monatune.create_backbone("swin_nano_synthetic", weights=deeper)
+
+
+def test_torchvision_file_with_its_head_loads_the_head_when_classes_match(tmp_path):
+    from monatune.backbones.weights import load_torchvision_swin_weights
+    from torchvision.models import swin_transformer as tv
+
+    def build(num_classes):
+        return tv.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                                  window_size=[2, 2], num_classes=num_classes)
+
+    source = build(5)
+    path = _save(source.state_dict(), tmp_path / "tv.safetensors")
+    assert load_torchvision_swin_weights(build(5), path) == []
+    assert load_torchvision_swin_weights(build(7), path) == ["head.bias", "head.weight"]

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from monatune.backbones.dense_swin import TimmDenseSwin, TorchvisionDenseSwin
-from monatune.backbones.weights import WeightsError, load_timm_swin_weights, read_state_dict
+from monatune.backbones.weights import (
+    WeightsError,
+    check_all_loaded,
+    load_timm_swin_weights,
+    load_torchvision_swin_weights,
+    loaded_tensor_ids,
+)
 
 TORCHVISION_SWINS = ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")
 
@@ -56,6 +62,7 @@ def create_backbone(
     num_classes: int = 0,
     meta: bool = False,
     window_order: str = "original",
+    allow_missing: Sequence[str] = (),
     **kwargs,
 ) -> nn.Module:
     """A Swin backbone.
@@ -66,12 +73,17 @@ def create_backbone(
         dense: return a ``DenseSwin`` (list of NCHW stage maps, a LayerNorm on each) instead of a classifier.
         out_indices: stages a dense backbone returns.
         pretrained: load the hub weights for ``name`` (needs network); see ``weights`` for offline use.
-        weights: local weights file (safetensors, timm .pth or original Microsoft Swin .pth).
+        weights: local weights file (safetensors, timm .pth or original Microsoft Swin .pth). Every
+            tensor of the returned backbone must come from it, except the stage norms a dense backbone
+            adds (``weights.DENSE_STAGE_NORMS``) and a new classifier head; WeightsError otherwise.
         num_classes: classifier outputs (0 = features only); ignored when ``dense``.
         meta: build on the meta device (shapes only: parameter counting without memory or download).
         window_order: dense timm Swins only: ``"original"`` shifted-window attention pads then rolls
             as the Swin detection code and torchvision do (SPEC §8.1); ``"timm"`` keeps timm's order.
-        kwargs: passed to the timm/torchvision constructor (e.g. ``drop_path_rate``).
+        allow_missing: fnmatch patterns on the returned model's state-dict keys that ``weights`` may
+            leave at their initial values (e.g. ``["layers.3.*"]``).
+        kwargs: passed to the timm/torchvision constructor (e.g. ``drop_path_rate``, which becomes
+            torchvision's per-block stochastic depth with torchvision's own linear rule).
     """
     from monatune.backbones.embedded import EMBEDDED_BACKBONES, create_embedded
 
@@ -80,7 +92,9 @@ def create_backbone(
     device = torch.device("meta") if meta else None
     with torch.device(device) if device is not None else _nullcontext():
         if name in EMBEDDED_BACKBONES:
-            model = create_embedded(name, num_classes=0 if dense else num_classes, load_weights=not meta, **kwargs)
+            # a weights file replaces the shipped weights
+            load_shipped = not meta and weights is None
+            model = create_embedded(name, num_classes=0 if dense else num_classes, load_weights=load_shipped, **kwargs)
             family = "timm"
         elif name in TORCHVISION_SWINS:
             import torchvision
@@ -89,28 +103,40 @@ def create_backbone(
                 raise WeightsError(
                     f"torchvision backbones take local weights only here: pass weights=PATH for {name!r}"
                 )
-            if "drop_path_rate" in kwargs:  # torchvision's name for stochastic depth
-                kwargs["stochastic_depth_prob"] = kwargs.pop("drop_path_rate")
+            drop_path_rate = kwargs.pop("drop_path_rate", None)
             model = getattr(torchvision.models, name)(num_classes=max(num_classes, 1), **kwargs)
+            if drop_path_rate is not None:
+                set_stochastic_depth(model, drop_path_rate)
             if num_classes == 0:
                 model.head = nn.Identity()
             family = "torchvision"
         else:
             model = _timm_swin(name, pretrained, dense, num_classes=0 if dense else num_classes, **kwargs)
             family = "timm"
+    loaded: set[int] = set()
     if weights is not None:
+        loader = load_timm_swin_weights if family == "timm" else load_torchvision_swin_weights
+        loaded = loaded_tensor_ids(model, loader(model, weights))
+    if dense:
         if family == "timm":
-            load_timm_swin_weights(model, weights)
+            model = TimmDenseSwin(model, out_indices, window_order=window_order)
         else:
-            state = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("head.")}
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if unexpected or [k for k in missing if not k.startswith("head")]:
-                raise WeightsError(f"{weights} does not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    if not dense:
-        return model
-    if family == "timm":
-        return TimmDenseSwin(model, out_indices, window_order=window_order)
-    return TorchvisionDenseSwin(model, out_indices)
+            model = TorchvisionDenseSwin(model, out_indices)
+    if weights is not None:
+        check_all_loaded(model, loaded, weights, name, allow_missing)
+    return model
+
+
+def set_stochastic_depth(model: nn.Module, rate: float) -> None:
+    """Give a torchvision Swin's blocks drop-path ``rate`` by torchvision's rule: linear in the block
+    index, 0 for the first block, ``rate`` for the last. (Its builders fix their own probability.)"""
+    from torchvision.ops import StochasticDepth
+
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1], got {rate}")
+    drops = [m for m in model.modules() if isinstance(m, StochasticDepth)]
+    for i, drop in enumerate(drops):
+        drop.p = rate * i / max(len(drops) - 1, 1)
 
 
 class _nullcontext:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -40,33 +43,125 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+# The one set of backbone tensors that no classification checkpoint holds: the stage-output norms a
+# dense backbone adds (DenseSwin.norm0..norm3, fnmatch patterns on its state-dict keys). They start
+# at their initial values by design; every other tensor a weights file leaves out is an error.
+DENSE_STAGE_NORMS = tuple(f"norm{i}.*" for i in range(4))
+# A classifier head is new when the model's class count differs from the file's (or the file has none).
+CLASSIFIER_HEAD = "head.*"
+
+
 def load_timm_swin_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load a timm or original Microsoft Swin checkpoint into a timm SwinTransformer.
 
     Microsoft keys (downsample at the end of a stage, ``head.*``) are converted by timm's own
     ``checkpoint_filter_fn``; relative-position tables are resized to the model's window.
     Returns the model keys left at their initial values (e.g. a new classifier head).
-    Raises WeightsError naming keys whose shapes do not match.
+    Raises WeightsError (one line) when the file is empty, has keys the model lacks, or tensors
+    whose shapes do not match.
     """
     from timm.models.swin_transformer import checkpoint_filter_fn
 
-    state = checkpoint_filter_fn(read_state_dict(path), model)
+    state = read_state_dict(path)
     own = model.state_dict()
-    head_keys = {k for k in state if k.startswith("head.")}
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and own[k].shape != v.shape and k not in head_keys
-    ]
-    if mismatched:
+    foreign, mismatched = _foreign_position_tables(state, model)
+    state = {k: v for k, v in state.items() if k not in foreign and k not in mismatched}
+    try:
+        state = checkpoint_filter_fn(state, model)
+    except (AttributeError, KeyError, IndexError, RuntimeError, ValueError) as exc:
         raise WeightsError(
-            f"{path} does not fit this backbone; {len(mismatched)} tensor(s) with mismatched shapes:\n  "
-            + "\n  ".join(mismatched[:20])
-            + ("\n  ..." if len(mismatched) > 20 else "")
+            f"{path} does not fit this backbone: converting its keys failed ({type(exc).__name__}: {exc})"
+        ) from exc
+    return _load_matching(model, own, state, path, foreign, mismatched)
+
+
+def load_torchvision_swin_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Load a torchvision Swin state dict into a torchvision SwinTransformer (v1 or v2).
+
+    Returns the model keys left at their initial values (e.g. a new classifier head); raises
+    WeightsError (one line) as ``load_timm_swin_weights`` does.
+    """
+    return _load_matching(model, model.state_dict(), read_state_dict(path), path, [], {})
+
+
+def _foreign_position_tables(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[list[str], dict[str, str]]:
+    """Relative-position tables timm's converter cannot resize: of blocks the model lacks (keys
+    it does not have) or with another head count (shape mismatches, ``key -> description``)."""
+    suffix = ".relative_position_bias_table"
+    foreign, mismatched = [], {}
+    for key, value in state.items():
+        if not key.endswith(suffix):
+            continue
+        try:
+            table = model.get_submodule(key[: -len(suffix)]).relative_position_bias_table
+        except AttributeError:
+            foreign.append(key)
+            continue
+        if value.ndim != table.ndim or value.shape[-1] != table.shape[-1]:
+            mismatched[key] = f"{key}: file {tuple(value.shape)} vs model {tuple(table.shape)}"
+    return foreign, mismatched
+
+
+def _load_matching(
+    model: nn.Module,
+    own: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    path: str | Path,
+    foreign: list[str],
+    mismatched: dict[str, str],
+) -> list[str]:
+    """Copy ``state`` into ``model`` after checking every key and shape (classifier-head tensors of
+    another shape are skipped); return the model keys the file left out."""
+    if not state and not foreign and not mismatched:
+        raise WeightsError(f"{path} holds no tensors; expected the state dict of a Swin backbone")
+    head = CLASSIFIER_HEAD[:-1]
+    mismatched = dict(mismatched)
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape and not key.startswith(head):
+            mismatched[key] = f"{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}"
+    if mismatched:
+        shown = [k for k in own if k in mismatched][:3]
+        raise WeightsError(
+            f"{path} does not fit this backbone (weights of another Swin?): {len(mismatched)} tensor(s) with "
+            f"mismatched shapes, e.g. {'; '.join(mismatched[k] for k in shown)}"
+        )
+    unexpected = sorted(((set(state) - set(own)) | set(foreign)) - {k for k in state if k.startswith(head)})
+    if unexpected:
+        raise WeightsError(
+            f"{path} does not fit this backbone (weights of a larger Swin?): {len(unexpected)} key(s) the "
+            f"backbone lacks, e.g. {', '.join(unexpected[:4])}"
         )
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    unexpected = sorted(set(state) - set(own) - head_keys)
-    if unexpected:
-        raise WeightsError(f"{path} has keys this backbone lacks: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
+
+
+def loaded_tensor_ids(model: nn.Module, left: list[str]) -> set[int]:
+    """Identities of the tensors of ``model`` that a loader filled (all but the ``left`` keys), so
+    that a wrapper built on the same modules (a dense backbone) can tell which of its tensors came from the file."""
+    left_out = set(left)
+    return {id(t) for k, t in model.state_dict(keep_vars=True).items() if k not in left_out}
+
+
+def check_all_loaded(
+    model: nn.Module, loaded: set[int], path: str | Path, name: str, allow_missing: Sequence[str] = ()
+) -> list[str]:
+    """Raise WeightsError when a tensor of ``model`` did not come from the weights file ``path``.
+
+    New by design, never an error: ``DENSE_STAGE_NORMS`` and the classifier head (``CLASSIFIER_HEAD``).
+    ``allow_missing``: more fnmatch patterns on ``model``'s state-dict keys that may stay at their
+    initial values. Returns the keys left at their initial values (allowed ones).
+    """
+    allowed = (*DENSE_STAGE_NORMS, CLASSIFIER_HEAD, *allow_missing)
+    state = model.state_dict(keep_vars=True)
+    left = [k for k, t in state.items() if id(t) not in loaded]
+    refused = [k for k in left if not any(fnmatch(k, pattern) for pattern in allowed)]
+    if refused:
+        shared = os.path.commonprefix(refused)
+        example = shared[: shared.rfind(".") + 1] + "*"
+        raise WeightsError(
+            f"{path} leaves {len(refused)} of {len(state)} tensors of {name} at their initial values "
+            f"(weights of another model?), e.g. {', '.join(refused[:4])}; if that is intended, pass "
+            f"allow_missing=[{example!r}] (fnmatch patterns on the backbone's state-dict keys)"
+        )
+    return left
