@@ -142,6 +142,9 @@ class DotaDataset(Dataset):
     (a test split) every image has no objects. Training augmentation: with probability
     ``flip_prob`` one of ``flip_directions`` (each equally likely) is applied to image and boxes.
     ``skip_difficult`` drops difficult objects (training); evaluation should keep them.
+    A malformed label file does not stop the constructor: it is kept in ``label_errors`` (its
+    ``annotations`` entry is empty) and raised when the sample is read or checked
+    (:func:`~monatune.data.verify.verify_dataset` drops such samples); a missing one is an error at once.
     """
 
     def __init__(
