@@ -17,6 +17,8 @@ import yaml
 
 TASKS = ("classification", "detection", "instance_segmentation", "semantic_segmentation", "oriented")
 SCHEDULES = ("cosine", "step", "poly", "constant")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # Lightning's names
+PATCH_SIZE = 4  # every Swin here (timm, torchvision, embedded) embeds 4x4 patches
 
 
 class ConfigError(ValueError):
@@ -222,6 +224,43 @@ def _check_choices(cfg: ExperimentConfig) -> None:
     stages = cfg.model.checkpoint_blocks
     if isinstance(stages, list) and (not stages or any(s < 0 for s in stages)):
         raise ConfigError(f"model.checkpoint_blocks: a list of stage indices (0, 1, 2, ...) or true/false, got {stages}")
+    choose("trainer.accelerator", cfg.trainer.accelerator, ACCELERATORS)
+    _check_devices(cfg.trainer)
+    if cfg.task == "classification":
+        _check_classification_sizes(cfg.data)
+
+
+def _check_devices(t: TrainerConfig) -> None:
+    """``trainer.devices``: a count >= 1, -1 or "auto" (all), or device ids "0,1"; Lightning's 0 is an error."""
+    devices = t.devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int):
+        valid = devices >= 1 or devices == -1
+    else:
+        ids = devices.replace(" ", "").rstrip(",").split(",")
+        valid = devices == "auto" or ("," in devices and all(i.isdigit() for i in ids))
+    if not valid:
+        raise ConfigError(
+            f"trainer.devices: {t.devices!r} is not a device count; give 1, 2, ... (devices per node), -1 or auto (all), "
+            "or device ids such as '0,1'"
+        )
+    if t.num_nodes < 1:
+        raise ConfigError(f"trainer.num_nodes: must be at least 1, got {t.num_nodes}")
+
+
+def _check_classification_sizes(d: DataConfig) -> None:
+    """Classification images go into the Swin as they are: ``image_size`` must split into whole patches,
+    and the eval crop must fit inside the resized image (else it is padded with black)."""
+    if d.image_size < PATCH_SIZE or d.image_size % PATCH_SIZE:
+        below = d.image_size // PATCH_SIZE * PATCH_SIZE
+        fix = f"use {below} or {below + PATCH_SIZE}" if below >= PATCH_SIZE else f"use {PATCH_SIZE} or more"
+        raise ConfigError(f"data.image_size: {d.image_size} is not a multiple of the Swin patch size {PATCH_SIZE}; {fix}")
+    if d.dataset != "digits" and d.image_size > d.resize_size:  # digits are resized straight to image_size
+        raise ConfigError(
+            f"data.image_size {d.image_size} > data.resize_size {d.resize_size}: the eval centre crop would be "
+            f"padded with black; set data.resize_size to {d.image_size} or more (the paper: 256 for 224)"
+        )
 
 
 def parse_config(raw: dict[str, Any]) -> ExperimentConfig:

@@ -8,13 +8,15 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from monatune.engine.build import backbone_from_config
-from monatune.engine.config import ExperimentConfig
+from monatune.engine.config import ConfigError, ExperimentConfig
 from monatune.engine.module import TunedModule
 from monatune.tuning import apply
 
 
 def build_classifier(cfg: ExperimentConfig) -> nn.Module:
     """Swin classifier with ``cfg.model.num_classes`` outputs, tuned by ``cfg.model.method`` (head trains)."""
+    if cfg.model.head_options:
+        raise ConfigError(f"model.head_options: the classification head takes no options, got {sorted(cfg.model.head_options)}; remove them")
     model = backbone_from_config(cfg.model, num_classes=cfg.model.num_classes)
     frozen = ["patch_embed"] if cfg.model.freeze_patch_embed else []  # timm classifiers; SPEC §8.11 option
     return apply(model, cfg.model.method, train_modules=["head"], frozen_modules=frozen, **cfg.model.method_options)

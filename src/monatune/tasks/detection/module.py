@@ -3,7 +3,9 @@ the tuned dense model from a config, an eval-only resize, and gathering eval rec
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import inspect
+import typing
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.backbones.embedded import EMBEDDED_BACKBONES
 from monatune.engine.build import backbone_from_config
-from monatune.engine.config import ExperimentConfig
+from monatune.engine.config import ConfigError, ExperimentConfig
 from monatune.engine.module import TunedModule
 from monatune.metrics.voc07_map import VOC07MAP, pixel_offset_for
 from monatune.tasks.detection.data import box_convention
@@ -22,6 +24,7 @@ from monatune.tuning import apply_with_heads
 
 # head_options keys read here; every other key goes to the detector builder as a keyword argument
 BACKBONE_KEYS = ("out_indices",)
+KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 def input_stats(cfg: ExperimentConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -39,9 +42,33 @@ def dense_backbone(cfg: ExperimentConfig, default_out_indices: Sequence[int]) ->
     return backbone_from_config(cfg.model, dense=True, out_indices=out_indices, always_partition=True)
 
 
-def builder_options(cfg: ExperimentConfig) -> dict[str, Any]:
-    """``model.head_options`` minus the keys this module reads itself (YAML lists -> tuples)."""
-    opts = {k: v for k, v in cfg.model.head_options.items() if k not in BACKBONE_KEYS}
+def builder_keywords(builder: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The keyword arguments ``builder(backbone, num_classes, **options)`` accepts; a builder that passes
+    ``**options`` on to the class it returns is followed into that class; None when they cannot be known."""
+    params = inspect.signature(builder).parameters.values()
+    names = tuple(p.name for p in params if p.kind in KEYWORD_KINDS and p.name not in ("self", "backbone", "num_classes"))
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return names
+    try:
+        returned = typing.get_type_hints(builder).get("return")
+    except (NameError, TypeError):
+        return None
+    if not inspect.isclass(returned) or returned.__init__ is builder:
+        return None
+    inner = builder_keywords(returned.__init__)
+    return None if inner is None else names + inner
+
+
+def builder_options(cfg: ExperimentConfig, builder: Callable[..., Any], own_keys: Sequence[str] = BACKBONE_KEYS) -> dict[str, Any]:
+    """``model.head_options`` minus ``own_keys`` (read by the task module itself), YAML lists -> tuples,
+    for ``builder``: a key it does not take raises ConfigError naming the valid keys."""
+    valid = builder_keywords(builder)
+    unknown = sorted(set(cfg.model.head_options) - set(own_keys) - set(valid or ()))
+    if valid is not None and unknown:
+        raise ConfigError(
+            f"model.head_options: unknown {unknown} for head {cfg.model.head!r}; valid: {', '.join(sorted({*own_keys, *valid}))}"
+        )
+    opts = {k: v for k, v in cfg.model.head_options.items() if k not in own_keys}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
 
 
@@ -94,7 +121,7 @@ def build_detector(cfg: ExperimentConfig) -> nn.Module:
     if cfg.model.head != "retinanet":
         raise ValueError(f"model.head: {cfg.model.head!r} is not a detection head; valid: retinanet")
     mean, std = input_stats(cfg)
-    options = {"image_mean": mean, "image_std": std, **builder_options(cfg)}
+    options = {"image_mean": mean, "image_std": std, **builder_options(cfg, build_retinanet)}
     model = build_retinanet(dense_backbone(cfg, (1, 2, 3)), cfg.model.num_classes, **options)
     return tune_dense_model(use_eval_resize(model, cfg, 600, 1000), cfg)
 

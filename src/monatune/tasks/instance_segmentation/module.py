@@ -30,7 +30,7 @@ def build_instance_segmenter(cfg: ExperimentConfig) -> nn.Module:
     if cfg.model.head not in HEADS:
         raise ValueError(f"model.head: {cfg.model.head!r} is not an instance segmentation head; valid: {', '.join(HEADS)}")
     mean, std = input_stats(cfg)
-    options = {"image_mean": mean, "image_std": std, **builder_options(cfg)}
+    options = {"image_mean": mean, "image_std": std, **builder_options(cfg, HEADS[cfg.model.head])}
     model = HEADS[cfg.model.head](dense_backbone(cfg, (0, 1, 2, 3)), cfg.model.num_classes, **options)
     return tune_dense_model(use_eval_resize(model, cfg, 800, 1333), cfg)
 

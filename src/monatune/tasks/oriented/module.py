@@ -11,7 +11,7 @@ from torch import nn
 
 from monatune.engine.build import backbone_from_config
 from monatune.engine.config import ExperimentConfig
-from monatune.tasks.detection.module import DetectorModule, gather_objects, input_stats, tune_dense_model
+from monatune.tasks.detection.module import DetectorModule, builder_options, gather_objects, input_stats, tune_dense_model
 from monatune.tasks.oriented.dota_eval import DotaEvaluation, evaluate_dota, write_task1_submission
 from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS, build_oriented_detector
 from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
@@ -27,10 +27,9 @@ def build_oriented(cfg: ExperimentConfig) -> nn.Module:
     head = cfg.model.head
     if head not in DETECTORS:
         raise ValueError(f"model.head: {head!r} is not an oriented detector; valid: {', '.join(DETECTORS)}")
-    opts = cfg.model.head_options
-    out_indices = tuple(opts.get("out_indices", DEFAULT_OUT_INDICES[head]))
+    options = builder_options(cfg, DETECTORS[head], MODEL_KEYS)
+    out_indices = tuple(cfg.model.head_options.get("out_indices", DEFAULT_OUT_INDICES[head]))
     backbone = backbone_from_config(cfg.model, dense=True, out_indices=out_indices, always_partition=True)
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items() if k not in MODEL_KEYS}
     model = build_oriented_detector(head, backbone, cfg.model.num_classes, **options)
     mean, std = input_stats(cfg)
     model.image_mean.copy_(torch.tensor(mean).view(3, 1, 1))

@@ -20,7 +20,7 @@ def build_segmenter(cfg: ExperimentConfig) -> nn.Module:
     if cfg.model.head != "upernet":
         raise ValueError(f"model.head: {cfg.model.head!r} is not a semantic segmentation head; valid: upernet")
     mean, std = input_stats(cfg)
-    options = {"image_mean": mean, "image_std": std, **builder_options(cfg)}
+    options = {"image_mean": mean, "image_std": std, **builder_options(cfg, build_upernet)}
     model = build_upernet(dense_backbone(cfg, (0, 1, 2, 3)), cfg.model.num_classes, **options)
     return tune_dense_model(model, cfg)
 
