@@ -237,3 +237,39 @@ def test_learned_buffers_cover_frozen_batchnorms_and_whole_model_train_modules()
     persistent = set(model.state_dict()) - {name for name, _ in model.named_parameters()}
     assert set(learned_buffers(model, [""])) == persistent  # "" names the whole model
     assert "head.temperature" in persistent and not any("relative_position_index" in k for k in persistent)
+
+
+# --- what the file was trained on -----------------------------------------------------------------
+
+
+def test_backbone_and_task_are_recorded_and_read_back(tmp_path):
+    from monatune.adapter_io import read_adapter
+
+    model = monatune.apply(tiny_timm_swin(), "mona")
+    path = monatune.save_adapter(model, tmp_path / "a.safetensors", backbone="swin_base_patch4_window7_224", task="detection")
+    _, meta = _read(path)
+    assert (meta["backbone"], meta["task"]) == ("swin_base_patch4_window7_224", "detection")
+    _, info = read_adapter(path)
+    assert (info["backbone"], info["task"]) == ("swin_base_patch4_window7_224", "detection")
+    _, info = read_adapter(_saved(tmp_path))  # written without them
+    assert (info["backbone"], info["task"]) == (None, None)
+
+
+@pytest.mark.parametrize("tuned", [False, True])
+def test_adapter_of_another_backbone_says_what_it_was_trained_on(tmp_path, tuned):
+    model = monatune.apply(tiny_timm_swin(), "mona")
+    path = monatune.save_adapter(model, tmp_path / "a.safetensors", backbone="swin_base_patch4_window7_224", task="detection")
+    other = tiny_timm_swin(embed_dim=24, depths=(1, 1, 2, 1))
+    if tuned:
+        monatune.apply(other, "mona")
+    before = snapshot(other)
+    with pytest.raises(monatune.AdapterMismatchError) as err:
+        monatune.load_adapter(other, path)
+    # Mona: 2 x 16 tensors per block, 7 of each 16 sized by the block width (gamma, gammax, norm weight and
+    # bias, project1 weight, project2 weight and bias). The 5 blocks both have: 5 x 2 x 7 differ in shape;
+    # the file's other 3 blocks (2-2-2-2 vs 1-1-2-1): 3 x 32 not in the model.
+    assert str(err.value) == (
+        f"{path} was trained on swin_base_patch4_window7_224 (task detection); this model is a Swin with "
+        "stage widths 24-48-96-192, depths 1-1-2-1: 70 tensor(s) differ in shape, 96 not in this model"
+    )
+    assert_same_state(other, before)

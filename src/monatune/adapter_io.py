@@ -14,15 +14,17 @@ import copy
 import itertools
 import json
 import os
-import tempfile
+import secrets
+import stat
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from monatune.backbones import find_block_sites
 from monatune.tuning import apply, tuning_state
 
 FORMAT_VERSION = "2"
@@ -61,8 +63,12 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {**trainable_state_dict(model), **learned_buffers(model, train_modules)}
 
 
-def save_adapter(model: nn.Module, path: str | Path) -> Path:
-    """Write the trainable tensors of a tuned model (with method and options as metadata), atomically."""
+def save_adapter(model: nn.Module, path: str | Path, *, backbone: str | None = None, task: str | None = None) -> Path:
+    """Write the trainable tensors of a tuned model (with method and options as metadata), atomically.
+
+    ``backbone`` (e.g. ``swin_base_patch4_window7_224``) and ``task`` (e.g. ``detection``) are recorded
+    when given, so that loading the file onto another backbone can say what it was trained on.
+    """
     from safetensors.torch import save_file
 
     from monatune import __version__
@@ -80,21 +86,31 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
         "train_modules": json.dumps(state["train_modules"]),
         "frozen_modules": json.dumps(state.get("frozen_modules", [])),
     }
-    path = Path(path)
+    metadata.update({key: value for key, value in (("backbone", backbone), ("task", task)) if value is not None})
+    return write_atomically(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
+    """Create ``path`` through ``write(temporary name)`` and a rename: a killed process never leaves
+    half a file. The file gets the usual permissions (0666 less the umask; a mkstemp file would be 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        write(str(tmp))
+        os.chmod(tmp, mode)  # some writers (safetensors >= 0.8) replace the file with a 0600 one
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
-    """(tensors, {"format_version", "method", "options", "train_modules"}) of an adapter file."""
+    """(tensors, {"format_version", "method", "options", "train_modules", "frozen_modules", "backbone",
+    "task"}) of an adapter file; ``backbone``/``task`` are None when the file does not record them."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -120,6 +136,8 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, o
         "options": json.loads(meta.get("options", "{}")),
         "train_modules": json.loads(meta.get("train_modules", "[]")),
         "frozen_modules": json.loads(meta.get("frozen_modules", "[]")),
+        "backbone": meta.get("backbone"),
+        "task": meta.get("task"),
     }
     return tensors, info
 
@@ -137,7 +155,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         # Rehearse on a shape-only copy so that a file that does not fit leaves the model plain.
         skeleton = _meta_copy(model)
         apply(skeleton, info["method"], train_modules=info["train_modules"], frozen_modules=info["frozen_modules"], **info["options"])
-        _check_fit(_expected_in_file(skeleton, info, path, warn=False), tensors, path, info["method"])
+        _check_fit(_expected_in_file(skeleton, info, path, warn=False), tensors, path, info, model)
         apply(model, info["method"], train_modules=info["train_modules"], frozen_modules=info["frozen_modules"], **info["options"])
     elif state["method"] != info["method"] or json.loads(json.dumps(state["options"])) != info["options"]:
         # (compared in JSON form: the file stores tuples as lists)
@@ -146,7 +164,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
             f"{state['method']!r} {state['options']}"
         )
     expected = _expected_in_file(model, info, path)
-    _check_fit(expected, tensors, path, info["method"])
+    _check_fit(expected, tensors, path, info, model)
     with torch.no_grad():
         for key, target in expected.items():
             target.copy_(tensors[key].to(target.device, target.dtype))
@@ -167,7 +185,9 @@ def _expected_in_file(model: nn.Module, info: dict[str, object], path: str | Pat
     return adapter_state_dict(model)
 
 
-def _check_fit(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: str | Path, method: object) -> None:
+def _check_fit(
+    expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: str | Path, info: dict[str, object], model: nn.Module
+) -> None:
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong_shape = [
@@ -175,12 +195,47 @@ def _check_fit(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tenso
         for k in sorted(set(expected) & set(tensors))
         if tensors[k].shape != expected[k].shape
     ]
-    if missing or unexpected or wrong_shape:
-        lines = [f"{path} does not fit this model ({method}):"]
-        for label, items in (("missing in file", missing), ("not in model", unexpected), ("shape", wrong_shape)):
-            if items:
-                lines.append(f"  {label} ({len(items)}): " + "; ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
-        raise AdapterMismatchError("\n".join(lines))
+    if not (missing or unexpected or wrong_shape):
+        return
+    if info.get("backbone"):
+        task = f" (task {info['task']})" if info.get("task") else ""
+        differences = [
+            f"{len(items)} {label}"
+            for label, items in (
+                ("tensor(s) differ in shape", wrong_shape),
+                ("missing from the file", missing),
+                ("not in this model", unexpected),
+            )
+            if items
+        ]
+        raise AdapterMismatchError(
+            f"{path} was trained on {info['backbone']}{task}; this model is {describe_backbone(model)}: "
+            + ", ".join(differences)
+        )
+    lines = [f"{path} does not fit this model ({info['method']}):"]
+    for label, items in (("missing in file", missing), ("not in model", unexpected), ("shape", wrong_shape)):
+        if items:
+            lines.append(f"  {label} ({len(items)}): " + "; ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
+    raise AdapterMismatchError("\n".join(lines))
+
+
+def describe_backbone(model: nn.Module) -> str:
+    """``swin_tiny_patch4_window7_224 (stage widths 96-192-384-768, depths 2-2-6-2)``: the timm name
+    when the model records one, and the shape of its Swin blocks."""
+    names = [
+        cfg["architecture"]
+        for m in model.modules()
+        if isinstance(cfg := getattr(m, "pretrained_cfg", None), dict) and cfg.get("architecture")
+    ]
+    try:
+        sites = find_block_sites(model)
+    except ValueError:
+        return names[0] if names else f"a {type(model).__name__} without Swin blocks"
+    stages = sorted({site.stage for site in sites})
+    widths = "-".join(str(next(s.dim for s in sites if s.stage == stage)) for stage in stages)
+    depths = "-".join(str(sum(s.stage == stage for s in sites)) for stage in stages)
+    shape = f"stage widths {widths}, depths {depths}"
+    return f"{names[0]} ({shape})" if names else f"a Swin with {shape}"
 
 
 def _meta_copy(model: nn.Module) -> nn.Module:
