@@ -171,8 +171,9 @@ class OrientedData(DenseDataModule):
         return list(dict.fromkeys(names))
 
     # --- files ------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Write synthetic data (``synthetic_dota``), then cut every split into patches (``patch_size``)."""
+    def prepare_files(self) -> None:
+        """Write synthetic data (``synthetic_dota``), then cut every split into patches (``patch_size``);
+        ``prepare_data`` (the base's) then checks the datasets' files once per machine."""
         d = self.cfg.data
         if d.dataset == "synthetic_dota":
             train = set(split_names(d.train_split))
