@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
-DEMO_TASKS = {
-    "classification": "monatune.demo.classification",
-    "detection": "monatune.demo.detection",
-    "segmentation": "monatune.demo.segmentation",
-    "oriented": "monatune.demo.oriented",
-}
+from monatune.demo import DEMO_TASKS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,9 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monatune.demo.runner import parse_methods, run_demo
+    from monatune.demo.runner import demo_task, parse_methods, run_demo
 
-    module = importlib.import_module(DEMO_TASKS[args.task])
     out = args.out or Path("demo_out") / args.task
-    run_demo(module.DEMO, parse_methods(args.methods), out, args.quick)
+    run_demo(demo_task(args.task), parse_methods(args.methods), out, args.quick)
     return 0
