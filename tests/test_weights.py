@@ -71,11 +71,11 @@ def test_mismatched_backbone_names_keys(tmp_path):
         read_state_dict(tmp_path / "missing.pth")
 
 
-def test_offline_hub_gives_a_clear_error(monkeypatch):
+def test_offline_hub_gives_a_clear_error(monkeypatch, no_network):
     import monatune
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightsError, match="--weights"):
+    with pytest.raises(WeightsError, match="not in the local cache and HF_HUB_OFFLINE is set; .*--weights"):
         monatune.create_backbone("swin_tiny_patch4_window7_224.ms_in22k", pretrained=True)
 
 
@@ -171,3 +171,51 @@ def test_torchvision_file_with_its_head_loads_the_head_when_classes_match(tmp_pa
     path = _save(source.state_dict(), tmp_path / "tv.safetensors")
     assert load_torchvision_swin_weights(build(5), path) == []
     assert load_torchvision_swin_weights(build(7), path) == ["head.bias", "head.weight"]
+
+
+# --- pretrained hub weights: the local cache first, a fast error offline ------------------------------
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """An empty Hugging Face cache, no proxy, no route to the hub, and any download attempt fails the test."""
+    import socket
+
+    import huggingface_hub.constants
+    import timm.models._hub
+
+    def refuse(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the hub client was asked to download")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", no_download)
+    return tmp_path / "hub"
+
+
+def test_unreachable_hub_fails_at_once_with_the_weights_hint(no_network):
+    import monatune
+
+    with pytest.raises(WeightsError, match=r"not in the local cache and the hub cannot be reached \(huggingface.co:443: .*Name or service not known\); .*--weights PATH"):
+        monatune.create_backbone("swin_tiny_patch4_window7_224.ms_in22k", pretrained=True)
+
+
+def test_cached_hub_weights_load_without_the_network(no_network):
+    import monatune
+
+    tiny_kw = {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2), "window_size": 2, "img_size": 32}
+    source = SwinTransformer(num_classes=1000, strict_img_size=False, **tiny_kw)
+    snapshot = no_network / "models--timm--swin_tiny_patch4_window7_224.ms_in1k" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abc")
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(snapshot / "model.safetensors"))
+    model = monatune.create_backbone("swin_tiny_patch4_window7_224", pretrained=True, num_classes=1000, **tiny_kw)
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)

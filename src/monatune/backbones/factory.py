@@ -10,8 +10,10 @@ from torch import nn
 
 from monatune.backbones.dense_swin import TimmDenseSwin, TorchvisionDenseSwin
 from monatune.backbones.weights import (
+    OFFLINE_HINT,
     WeightsError,
     check_all_loaded,
+    hub_weights_overlay,
     load_timm_swin_weights,
     load_torchvision_swin_weights,
     loaded_tensor_ids,
@@ -40,16 +42,15 @@ def _timm_swin(name: str, pretrained: bool, dense: bool, **kwargs) -> nn.Module:
     kwargs.setdefault("strict_img_size", False)
     if dense:
         kwargs.setdefault("always_partition", True)
+    overlay = hub_weights_overlay(name) if pretrained else {}  # a cached hub file, or a fast error offline
+    if overlay:
+        kwargs["pretrained_cfg_overlay"] = {**overlay, **kwargs.get("pretrained_cfg_overlay", {})}
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError, ConnectionError) as exc:
         if not pretrained:
             raise
-        raise WeightsError(
-            f"could not fetch pretrained weights for {name!r} ({type(exc).__name__}: {exc}). Offline? "
-            "Download them on a connected machine (e.g. the timm/HF hub file or Microsoft's Swin .pth) and "
-            "pass the file with weights=PATH (CLI: --weights PATH)"
-        ) from exc
+        raise WeightsError(f"could not fetch pretrained weights for {name!r} ({type(exc).__name__}: {exc}); {OFFLINE_HINT}") from exc
 
 
 def create_backbone(

@@ -43,6 +43,72 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+OFFLINE_HINT = (
+    "download them on a connected machine (e.g. the timm/HF hub file or Microsoft's Swin .pth) and pass the "
+    "file with weights=PATH (CLI: --weights PATH)"
+)
+HUB_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm fetches from a hub repo, in order
+
+
+def hub_weights_overlay(name: str) -> dict[str, str]:
+    """Where timm should take the pretrained weights of ``name`` from, decided without waiting on the network.
+
+    Returns ``{"file": path}`` (a ``pretrained_cfg_overlay``) when the hub file is in the local Hugging
+    Face cache, so nothing is requested; ``{}`` when timm may download. Raises WeightsError at once when
+    the file is not cached and the hub cannot be used (``HF_HUB_OFFLINE`` set, or no connection to it),
+    instead of the hub client's minute of retries.
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        return {}  # unknown names and URL-only weights: timm's own handling
+    for filename in (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HUB_WEIGHTS_FILES:
+        cached = _cached_hub_file(cfg.hf_hub_id, filename)
+        if cached is not None:
+            return {"file": cached}
+    if _hub_offline():
+        raise WeightsError(f"pretrained weights for {name!r} are not in the local cache and HF_HUB_OFFLINE is set; {OFFLINE_HINT}")
+    reason = _hub_unreachable()
+    if reason is not None:
+        raise WeightsError(
+            f"pretrained weights for {name!r} are not in the local cache and the hub cannot be reached ({reason}); {OFFLINE_HINT}"
+        )
+    return {}
+
+
+def _cached_hub_file(repo_id: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename)
+    return found if isinstance(found, str) else None
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(f is not None and f.strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
+
+
+def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why a TCP connection to the hub endpoint fails, or None when it opens (or a proxy decides)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # the proxy may reach what this machine cannot: let the hub client try
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"{url.hostname}:{port}: {exc}"
+    return None
+
+
 # The one set of backbone tensors that no classification checkpoint holds: the stage-output norms a
 # dense backbone adds (DenseSwin.norm0..norm3, fnmatch patterns on its state-dict keys). They start
 # at their initial values by design; every other tensor a weights file leaves out is an error.
