@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from monatune.cli.main import main
-from monatune.plots import main_metric, plot_runs, smooth
+from monatune.plots import main_metric, plot_loss_curves, plot_runs, smooth
 
 
 def history(losses: list[float], metric: str, values: list[float]) -> dict:
@@ -98,3 +98,16 @@ def test_runs_in_same_named_folders_keep_their_own_curves(tmp_path, monkeypatch)
     two = _run_dir(tmp_path / "y", "mona", "mona", history([2.0], "val/top1", [2.0]))
     assert main(["plot", one, two]) == 0
     assert len(seen) == 2 and all(label.startswith("mona (") for label in seen)
+
+
+@pytest.mark.parametrize(("epochs", "steps"), [(1, 1), (2, 3), (3, 2), (5, 7)])
+def test_step_and_epoch_axes_have_whole_number_ticks_only(tmp_path, monkeypatch, epochs, steps):
+    figures = []
+    monkeypatch.setattr("monatune.plots._save", lambda fig, path: figures.append(fig) or path)
+    run = history([2.0] * steps, "val/top1", [10.0 * e for e in range(epochs)])
+    plot_runs({"mona": run, "full": run}, tmp_path / "c.png")
+    plot_loss_curves({"mona": run["step_loss"]}, tmp_path / "l.png", "loss")
+    for ax in (axes for fig in figures for axes in fig.axes):
+        low, high = ax.get_xlim()
+        shown = [float(t) for t in ax.get_xticks() if low <= t <= high]
+        assert shown and all(t.is_integer() for t in shown), (ax.get_xlabel(), shown)

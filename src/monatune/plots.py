@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend stays as it is
+from matplotlib.ticker import MaxNLocator
 
 # The metric each task family is judged by, in the order tried when none is named.
 MAIN_METRICS = ("val/top1", "val/map", "val/miou", "val/segm_map", "val/bbox_map")
@@ -54,10 +55,17 @@ def plot_loss_curves(histories: dict[str, list[float]], path: Path, title: str, 
     return _save(fig, path)
 
 
+def _whole_number_ticks(ax: Axes) -> None:
+    """Ticks at whole numbers only on the x axis (steps and epochs are counts: no 0.5 or 1.02 ticks),
+    also when the data cover a single step or epoch (``min_n_ticks=1``)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def _loss_panel(ax: Axes, losses: dict[str, list[float]], window: int, xlabel: str = "iteration") -> None:
     for label, values in losses.items():
         if values:
             ax.plot(range(1, len(values) + 1), smooth(values, window), label=label, **_line_style(label))
+    _whole_number_ticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"training loss (mean of {window} steps)" if window > 1 else "training loss")
     ax.grid(alpha=0.3)
@@ -94,6 +102,7 @@ def plot_runs(histories: dict[str, dict[str, Any]], path: Path, metric: str | No
             points = [(r.get("epoch", i) + 1, r[metric]) for i, r in enumerate(records)]
             if points:
                 right.plot(*zip(*points), marker="o", label=label, **_line_style(label))
+        _whole_number_ticks(right)
         right.set_xlabel("epoch")
         right.set_ylabel(metric)
         right.grid(alpha=0.3)
