@@ -35,10 +35,12 @@ def _quiet_lightning() -> None:
     import logging
     import warnings
 
+    from monatune.engine.trainer import filter_known_noise
+
+    filter_known_noise()
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (".*does not have many workers.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
-        warnings.filterwarnings("ignore", message=message)
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")  # 2-step runs
 
 
 def _fmt(n: int) -> str:
