@@ -160,7 +160,8 @@ def run_in_own_process(task_name: str, cfg: ExperimentConfig, adapter_path: Path
 def run_demo(task: DemoTask, method_names: Sequence[str], out_dir: Path, quick: bool) -> dict[str, Any]:
     """Train every method, each in its own process, print the table, write loss_curves.png, results.json
     and mona.safetensors. ``task`` must be registered in ``monatune.demo.DEMO_TASKS``: the processes
-    look it up by name."""
+    look it up by name. From a script, call it under ``if __name__ == "__main__":`` (the processes
+    import the script, as ``multiprocessing`` does)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, curves, epoch_curves = [], {}, {}
     started = time.perf_counter()
