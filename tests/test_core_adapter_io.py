@@ -253,6 +253,8 @@ def test_backbone_and_task_are_recorded_and_read_back(tmp_path):
     assert (info["backbone"], info["task"]) == ("swin_base_patch4_window7_224", "detection")
     _, info = read_adapter(_saved(tmp_path))  # written without them
     assert (info["backbone"], info["task"]) == (None, None)
+    with pytest.raises(TypeError, match="backbone must be a name"):
+        monatune.save_adapter(model, tmp_path / "b.safetensors", backbone=True)  # a config's `pretrained: true`
 
 
 @pytest.mark.parametrize("tuned", [False, True])

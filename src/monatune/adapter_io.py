@@ -86,7 +86,11 @@ def save_adapter(model: nn.Module, path: str | Path, *, backbone: str | None = N
         "train_modules": json.dumps(state["train_modules"]),
         "frozen_modules": json.dumps(state.get("frozen_modules", [])),
     }
-    metadata.update({key: value for key, value in (("backbone", backbone), ("task", task)) if value is not None})
+    for key, value in (("backbone", backbone), ("task", task)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"save_adapter: {key} must be a name (str) or None, got {value!r}")
+        if value is not None:
+            metadata[key] = value
     return write_atomically(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
