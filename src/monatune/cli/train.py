@@ -92,6 +92,9 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    from monatune.engine.preflight import check_before_run
+
+    check_before_run(cfg, args.command)  # accelerator present, data folders and annotation files there
     fresh = getattr(args, "fresh", False)
     ckpt = "last" if args.command == "fit" and args.ckpt is None and not fresh else args.ckpt
     result = run(args.command, cfg, ckpt, adapter=getattr(args, "adapter", None), fresh=fresh)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from monatune.data.classification import build_classification_dataset, check_num_classes
-from monatune.data.classification_transforms import eval_transform, train_transform
+from monatune.data.classification_transforms import eval_transform_for, train_transform
 from monatune.data.datamodule import SplitDataModule
 from monatune.data.image_list import LabeledImageList
 
@@ -24,7 +24,7 @@ class ClassificationData(SplitDataModule):
         d = self.cfg.data
         if d.dataset == "digits":
             return build_classification_dataset("digits", None, split, None, image_size=d.image_size, seed=self.cfg.trainer.seed, train=train)
-        transform = train_transform(d.image_size) if train else eval_transform(d.image_size, d.resize_size)
+        transform = train_transform(d.image_size) if train else eval_transform_for(d)
         # checked by checked_dataset (once per machine under DDP), not by the reader
         dataset = build_classification_dataset(d.dataset, d.root, split, transform, verify=False)
         if isinstance(dataset, LabeledImageList):
