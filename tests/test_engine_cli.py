@@ -102,6 +102,7 @@ def _metrics(capsys) -> dict:
 def test_fit_writes_an_adapter_that_evaluates_like_the_checkpoint(tmp_path, capsys):
     from monatune.adapter_io import read_adapter
     from monatune.cli.main import main
+    from monatune.engine.config import load_config
 
     cfg = str(write_config(tmp_path, max_epochs=1))
     run_dir = tmp_path / "run"
@@ -111,6 +112,7 @@ def test_fit_writes_an_adapter_that_evaluates_like_the_checkpoint(tmp_path, caps
     assert (run_dir / "curves.png").is_file()
     tensors, info = read_adapter(adapter)
     assert info["method"] == "mona" and info["train_modules"] == ["head"]
+    assert (info["backbone"], info["task"]) == (load_config(cfg).model.backbone, "classification")
     ckpt = SafeCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     for key, value in tensors.items():  # the final weights, not the initial ones
         assert torch.equal(value, ckpt["state_dict"][f"model.{key}"]), key
@@ -128,7 +130,8 @@ def test_fit_writes_an_adapter_that_evaluates_like_the_checkpoint(tmp_path, caps
     # export rebuilds the same file from the checkpoint alone
     exported = tmp_path / "exported.safetensors"
     assert main(["export", "--config", cfg, "--out", str(exported)]) == 0
-    again, _ = read_adapter(exported)
+    again, again_info = read_adapter(exported)
+    assert (again_info["backbone"], again_info["task"]) == (info["backbone"], "classification")
     assert again.keys() == tensors.keys() and all(torch.equal(again[k], tensors[k]) for k in tensors)
 
     # an adapter of another method is refused, naming both

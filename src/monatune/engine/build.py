@@ -21,5 +21,6 @@ def backbone_from_config(m: ModelConfig, *, dense: bool = False, num_classes: in
         weights=m.weights,
         num_classes=num_classes,
         drop_path_rate=m.drop_path_rate,
+        allow_missing=m.allow_missing,
         **kwargs,
     )

@@ -42,6 +42,9 @@ class ModelConfig:
     # keep the Swin's patch embedding frozen whatever the method trains (mmdet's frozen_stages=1, as the
     # public VOC configs; matters for full, bitfit, normtuning). Dense tasks; SPEC §8.11 parity option.
     freeze_patch_embed: bool = False
+    # backbone tensors a weights file may leave at their initial values (fnmatch patterns on the backbone's
+    # state-dict keys, e.g. ["layers.3.*"]); any other missing tensor is an error
+    allow_missing: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -171,7 +171,7 @@ def run(
         failure = None
         if trainer.is_global_zero:
             try:
-                save_adapter(module.model, out_dir / ADAPTER_FILE)
+                save_adapter(module.model, out_dir / ADAPTER_FILE, backbone=backbone_name(cfg), task=cfg.task)
             except Exception as exc:  # reached the barrier first, so other DDP ranks do not hang
                 failure = exc
             _plot_curves(cfg.model.method, history, out_dir / CURVES_FILE)
@@ -202,6 +202,12 @@ def _plot_curves(label: str, history: History, path: Path) -> None:
         warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
+def backbone_name(cfg: ExperimentConfig) -> str:
+    """The backbone a run trains on, as adapter files record it (the timm name with tag when given)."""
+    m = cfg.model
+    return m.pretrained if isinstance(m.pretrained, str) else m.backbone
+
+
 def export_adapter(cfg: ExperimentConfig, ckpt: str | Path, out: str | Path) -> Path:
     """Write the adapter file of a training checkpoint (``last.ckpt`` or any other) of ``cfg``'s run.
 
@@ -213,7 +219,7 @@ def export_adapter(cfg: ExperimentConfig, ckpt: str | Path, out: str | Path) -> 
     architecture = m.pretrained if isinstance(m.pretrained, str) else m.backbone
     cfg = replace(cfg, model=replace(m, backbone=architecture, pretrained=False, weights=None))
     module = load_checkpoint_tensors(task_builders(cfg.task)[0](cfg), ckpt)
-    return save_adapter(module.model, out)
+    return save_adapter(module.model, out, backbone=architecture, task=cfg.task)
 
 
 def load_checkpoint_tensors(module: L.LightningModule, ckpt: str | Path) -> L.LightningModule:
