@@ -102,3 +102,12 @@ def test_more_devices_than_gpus_names_the_count(monkeypatch):
     with pytest.raises(ConfigError, match=r"trainer.devices: 4 but this machine has 2 CUDA GPU\(s\); use --trainer.devices 2"):
         check_accelerator(load_config(DIGITS_CONFIG, ["trainer.accelerator=gpu", "trainer.devices=4"]).trainer)
     check_accelerator(load_config(DIGITS_CONFIG, ["trainer.accelerator=gpu", "trainer.devices=2"]).trainer)
+
+
+def test_abbreviated_flags_are_refused(capsys):
+    """argparse accepts unique prefixes by default; a README or script with `--qu` must not pass for `--quick`."""
+    from monatune.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--qu"])
+    assert "--qu" in capsys.readouterr().err

@@ -14,10 +14,18 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, R
 DEBUG_FLAG = "--debug"
 
 
+class _ExactParser(argparse.ArgumentParser):
+    """Flags must be written in full: ``--qu`` is not ``--quick`` (a README or script typo fails loudly)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="monatune", description="Mona tuning and its baselines on Swin backbones")
+    parser = _ExactParser(prog="monatune", description="Mona tuning and its baselines on Swin backbones")
     parser.add_argument(DEBUG_FLAG, action="store_true", help="on an error, print the full traceback instead of one line (anywhere on the line)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_ExactParser)
     params.add_parser(sub)
     train.add_parsers(sub)
     demo.add_parser(sub)
