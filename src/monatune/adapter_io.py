@@ -212,9 +212,11 @@ def _check_fit(
             )
             if items
         ]
+        examples = (wrong_shape + missing + unexpected)[:3]
         raise AdapterMismatchError(
             f"{path} was trained on {info['backbone']}{task}; this model is {describe_backbone(model)}: "
             + ", ".join(differences)
+            + f" (e.g. {'; '.join(examples)})"
         )
     lines = [f"{path} does not fit this model ({info['method']}):"]
     for label, items in (("missing in file", missing), ("not in model", unexpected), ("shape", wrong_shape)):

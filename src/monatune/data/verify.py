@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,7 +82,7 @@ def _cached_bad_samples(dataset: CheckableDataset, cache_dir: Path | None, setti
         return {int(i): why for i, why in json.loads(path.read_text()).items()}
     bad = find_bad_samples(dataset)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # unique across nodes
     partial.write_text(json.dumps({str(i): why for i, why in bad.items()}))
     partial.replace(path)  # atomic: another process never reads half a result
     return bad

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -142,8 +143,8 @@ def train_method(task_name: str, cfg: ExperimentConfig, adapter_path: Path | Non
 def _process_context(task_name: str) -> BaseContext:
     """A fresh process per method. forkserver (where available) imports torch and the demo once and
     forks each method's process from that untouched server; spawn imports them again in each."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
+        return multiprocessing.get_context("spawn")  # macOS: no fork after torch is imported
     context = multiprocessing.get_context("forkserver")
     # Read when the server starts (the first method of this process); a server started earlier
     # without it only makes the children import what they need themselves.

@@ -17,7 +17,7 @@ def backbone_from_config(m: ModelConfig, *, dense: bool = False, num_classes: in
         name,
         dense=dense,
         out_indices=out_indices,
-        pretrained=bool(m.pretrained),
+        pretrained=bool(m.pretrained) and m.weights is None,  # a local file replaces the hub download
         weights=m.weights,
         num_classes=num_classes,
         drop_path_rate=m.drop_path_rate,

@@ -57,7 +57,7 @@ ADAPTER_FILE = "adapter.safetensors"
 CURVES_FILE = "curves.png"
 CONFIG_FILE = "config.yaml"
 # What a fit writes into its out_dir; ``fit --fresh`` moves these to out_dir/previous/<n>/.
-RUN_FILES = ("checkpoints", "logs", "tensorboard", "history.json", CONFIG_FILE, ADAPTER_FILE, CURVES_FILE)
+RUN_FILES = ("checkpoints", "logs", "tensorboard", "history.json", CONFIG_FILE, ADAPTER_FILE, CURVES_FILE, "task1")
 
 
 def say(command: str, text: str) -> None:
