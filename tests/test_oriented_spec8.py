@@ -21,7 +21,7 @@ from monatune.tasks.oriented.h2rbox_v2 import H2RBoxV2, snap_to_axis
 from monatune.tasks.oriented.h2rbox_views import choose_view, rotate_images, view_symmetry_loss
 from monatune.tasks.oriented.module import OrientedModule, build_oriented
 from monatune.tasks.oriented.patches import crop_patch
-from monatune.tasks.oriented.predict import fill_past_border, patch_pad_value
+from monatune.tasks.oriented.patches import patch_pad_value
 from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 from monatune.tasks.oriented.retinanet import RotatedRetinaNet, per_level_mean
 
@@ -448,13 +448,12 @@ def test_paper_h2rbox_head_options_build_a_detector():
 # --- §8.11 parity option: DOTA patches padded with the mean pixel --------------------------------
 def test_patches_past_the_border_take_the_pad_value():
     image = torch.full((3, 5, 6), 7, dtype=torch.uint8)  # 6 wide, 5 high
-    patch = crop_patch(image, 2, 1, 8)  # covers columns 2-9, rows 1-8: 4 x 4 inside the image
-    padded = fill_past_border(patch, 6 - 2, 5 - 1, (124, 116, 104))
+    padded = crop_patch(image, 2, 1, 8, (124, 116, 104))  # covers columns 2-9, rows 1-8: 4 x 4 inside the image
     assert torch.all(padded[:, :4, :4] == 7)
     for c, v in enumerate((124, 116, 104)):
         assert torch.all(padded[c, 4:, :] == v) and torch.all(padded[c, :, 4:] == v)
-    inside = crop_patch(torch.full((3, 10, 10), 7, dtype=torch.uint8), 0, 0, 8)
-    assert fill_past_border(inside, 10, 10, (1, 2, 3)) is inside
+    whole = torch.full((3, 10, 10), 7, dtype=torch.uint8)
+    assert torch.equal(crop_patch(whole, 0, 0, 8, (1, 2, 3)), whole[:, :8, :8])  # inside the image: no fill
 
 
 def test_patch_pad_value_option_is_checked():

@@ -52,19 +52,14 @@ def reference_window_attention(x, qkv_w, qkv_b, proj_w, proj_b, table, heads, wi
     return out[:, :h, :w]
 
 
-def _timm_reference(block, x):
+def _reference(block, x):
+    """The reference with a block's own weights; window and shift live on the block (timm) or its
+    attention (torchvision)."""
     a = block.attn
+    window, shift = (block.window_size, block.shift_size) if hasattr(block, "shift_size") else (a.window_size, a.shift_size)
     return reference_window_attention(
         x, a.qkv.weight, a.qkv.bias, a.proj.weight, a.proj.bias, a.relative_position_bias_table,
-        a.num_heads, block.window_size[0], block.shift_size[0],
-    )  # fmt: skip
-
-
-def _torchvision_reference(block, x):
-    a = block.attn
-    return reference_window_attention(
-        x, a.qkv.weight, a.qkv.bias, a.proj.weight, a.proj.bias, a.relative_position_bias_table,
-        a.num_heads, a.window_size[0], a.shift_size[0],
+        a.num_heads, window[0], shift[0],
     )  # fmt: skip
 
 
@@ -84,7 +79,7 @@ def test_timm_dense_block_attends_in_the_original_order(dense_timm_swin_t, grid)
     torch.manual_seed(1)
     x = torch.randn(1, *grid, 96)
     with torch.no_grad():
-        expected_attn = _timm_reference(block, block.norm1(x))
+        expected_attn = _reference(block, block.norm1(x))
         got_attn = block._attn(block.norm1(x))
         torch.testing.assert_close(got_attn, expected_attn, atol=2e-5, rtol=1e-4)
         # the whole block: residual + MLP around that attention
@@ -117,7 +112,7 @@ def test_every_method_runs_the_original_order(dense_timm_swin_t):
     block = mona.layers[0].blocks[1]
     with torch.no_grad():
         y = torch.randn(1, 50, 50, 96)
-        expected = block.mona1(y + _timm_reference(block, block.norm1(y)))
+        expected = block.mona1(y + _reference(block, block.norm1(y)))
         h = block.mona1
         got_after_attn = []
         handle = h.register_forward_hook(lambda mod, inp, out: got_after_attn.append(out))
@@ -157,7 +152,7 @@ def test_torchvision_dense_block_matches_the_same_reference(grid):
     x = torch.randn(1, *grid, 96)
     with torch.no_grad():
         got = block.attn(block.norm1(x))
-        expected = _torchvision_reference(block, block.norm1(x))
+        expected = _reference(block, block.norm1(x))
     torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-4)
 
 
@@ -181,11 +176,11 @@ def test_small_grids_torchvision_drops_the_shift_ours_keeps_it(dense_timm_swin_t
     x = torch.randn(1, 5, 6, 96)
     block = dense_timm_swin_t.layers[0].blocks[1]
     with torch.no_grad():
-        torch.testing.assert_close(block._attn(block.norm1(x)), _timm_reference(block, block.norm1(x)), atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(block._attn(block.norm1(x)), _reference(block, block.norm1(x)), atol=2e-5, rtol=1e-4)
         tv = monatune.create_backbone("swin_t", dense=True).eval().features[1][1]
         unshifted = reference_window_attention(
             tv.norm1(x), tv.attn.qkv.weight, tv.attn.qkv.bias, tv.attn.proj.weight, tv.attn.proj.bias,
             tv.attn.relative_position_bias_table, tv.attn.num_heads, 7, 0,
         )  # fmt: skip
         torch.testing.assert_close(tv.attn(tv.norm1(x)), unshifted, atol=2e-5, rtol=1e-4)
-        assert not torch.allclose(tv.attn(tv.norm1(x)), _torchvision_reference(tv, tv.norm1(x)), atol=1e-3)
+        assert not torch.allclose(tv.attn(tv.norm1(x)), _reference(tv, tv.norm1(x)), atol=1e-3)

@@ -63,10 +63,9 @@ def hub_weights_overlay(name: str) -> dict[str, str]:
     cfg = get_pretrained_cfg(name)
     if cfg is None or not cfg.hf_hub_id:
         return {}  # unknown names and URL-only weights: timm's own handling
-    for filename in (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HUB_WEIGHTS_FILES:
-        cached = _cached_hub_file(cfg.hf_hub_id, filename)
-        if cached is not None:
-            return {"file": cached}
+    cached = cached_hub_weights(name)
+    if cached is not None:
+        return {"file": cached}
     if _hub_offline():
         raise WeightsError(f"pretrained weights for {name!r} are not in the local cache and HF_HUB_OFFLINE is set; {OFFLINE_HINT}")
     reason = _hub_unreachable()
@@ -77,11 +76,23 @@ def hub_weights_overlay(name: str) -> dict[str, str]:
     return {}
 
 
-def _cached_hub_file(repo_id: str, filename: str) -> str | None:
+def cached_hub_weights(name: str) -> str | None:
+    """The local Hugging Face cache file holding the hub weights of timm name ``name`` (``arch.tag``),
+    or None (not cached, not a hub name)."""
     from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
 
-    found = try_to_load_from_cache(repo_id, filename)
-    return found if isinstance(found, str) else None
+    try:
+        cfg = get_pretrained_cfg(name)
+    except (RuntimeError, ValueError):
+        return None
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    for filename in (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HUB_WEIGHTS_FILES:
+        found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
 
 
 def _hub_offline() -> bool:

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from monatune.backbones.weights import cached_hub_weights
 from monatune.engine.config import ExperimentConfig, ModelConfig
 from monatune.engine.module import NonFiniteLossError
 from monatune.engine.smoke_data import write_layout
@@ -78,28 +79,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def pretrained_weights_cached(name: str) -> bool:
-    """Whether timm finds the pretrained weights of ``name`` (``arch.tag``) without a download: where
-    timm loads them from (the Hugging Face hub cache for a hub id, else the torch hub cache of the url)."""
-    import timm.models
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cfg = timm.models.get_pretrained_cfg(name)
-    except (RuntimeError, ValueError):
-        return False
-    if cfg is None:
-        return False
-    if cfg.file:
-        return Path(cfg.file).is_file()
-    if cfg.hf_hub_id:
-        names = (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")
-        return any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in names if f)
-    if cfg.url:
-        return (Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name).is_file()
-    return False
-
-
 def weights_at_hand(m: ModelConfig) -> tuple[ModelConfig, str]:
     """``m`` unchanged when its weights are on this machine, else with random weights; and what was used."""
     architecture = m.pretrained if isinstance(m.pretrained, str) else m.backbone
@@ -112,7 +91,7 @@ def weights_at_hand(m: ModelConfig) -> tuple[ModelConfig, str]:
         from monatune.backbones.embedded import EMBEDDED_BACKBONES
 
         return m, "embedded pretrained weights" if m.backbone in EMBEDDED_BACKBONES else "random weights (config: pretrained false)"
-    if pretrained_weights_cached(architecture):
+    if cached_hub_weights(architecture) is not None:  # what create_backbone loads without the network
         return m, f"pretrained {architecture} (local cache)"
     return random, f"RANDOM weights ({architecture} pretrained weights not in the local cache; nothing is downloaded)"
 

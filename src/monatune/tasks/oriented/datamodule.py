@@ -31,7 +31,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
@@ -40,8 +40,7 @@ from monatune.data.dota import DATASET_CLASSES, DotaDataset, collate_oriented
 from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.detection.data import DenseDataModule
-from monatune.tasks.oriented.patches import SPLIT_VERSION, split_dota
-from monatune.tasks.oriented.predict import patch_pad_value
+from monatune.tasks.oriented.patches import SPLIT_VERSION, patch_pad_value, split_dota
 from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_settings, score_settings
 
 DATASETS = ("dota", "star", "synthetic_dota")

@@ -63,6 +63,22 @@ def parse_patch_name(name: str) -> tuple[str, int, int]:
     return match["image"], int(match["x"]), int(match["y"])
 
 
+def patch_pad_value(options: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """``data.options.patch_pad_value``: None (patches past the border padded with zeros, the default)
+    or the RGB pixel (3 integers in 0-255) to pad with, e.g. the mean pixel [124, 116, 104] (SPEC §8.11:
+    mmrotate's split pads with (104, 116, 124) in OpenCV's BGR order)."""
+    value = options.get("patch_pad_value")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        raise ValueError(f"data.options.patch_pad_value: {value!r} must be null or 3 integers in 0-255 (RGB)")
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
 def crop_patch(
     image: torch.Tensor, x0: int, y0: int, patch_size: int = 1024, pad_value: Sequence[int] | None = None
 ) -> torch.Tensor:
@@ -236,6 +252,7 @@ __all__ = [
     "parse_patch_name",
     "patch_name",
     "patch_origins",
+    "patch_pad_value",
     "patch_windows",
     "split_dota",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -12,37 +12,8 @@ from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.predict import image_ids, to_device
 from monatune.tasks.oriented.dota_eval import write_task1_submission
-from monatune.tasks.oriented.patches import crop_patch, patch_name, patch_windows
+from monatune.tasks.oriented.patches import crop_patch, patch_name, patch_pad_value, patch_windows
 from monatune.tasks.oriented.protocol import merge_settings
-
-
-def patch_pad_value(options: Mapping[str, Any]) -> tuple[int, int, int] | None:
-    """``data.options.patch_pad_value``: None (patches past the border padded with zeros, the default)
-    or the RGB pixel (3 integers in 0-255) to pad with, e.g. the mean pixel [124, 116, 104] (SPEC §8.11:
-    mmrotate's split pads with (104, 116, 124) in OpenCV's BGR order)."""
-    value = options.get("patch_pad_value")
-    if value is None:
-        return None
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
-    ):
-        raise ValueError(f"data.options.patch_pad_value: {value!r} must be null or 3 integers in 0-255 (RGB)")
-    return (int(value[0]), int(value[1]), int(value[2]))
-
-
-def fill_past_border(patch: torch.Tensor, valid_width: int, valid_height: int, value: tuple[int, int, int]) -> torch.Tensor:
-    """``patch`` (3, S, S) with the pixels past ``valid_width`` columns / ``valid_height`` rows (the
-    part :func:`crop_patch` padded) set to the RGB ``value``; a patch inside the image comes back as is."""
-    size_h, size_w = patch.shape[-2:]
-    if valid_width >= size_w and valid_height >= size_h:
-        return patch
-    out = patch.clone()
-    fill = torch.tensor(value, dtype=out.dtype, device=out.device).view(3, 1, 1)
-    out[:, valid_height:, :] = fill
-    out[:, :, valid_width:] = fill
-    return out
 
 
 def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
@@ -66,9 +37,7 @@ def predict_rotated_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path],
         windows = patch_windows(width, height, patch_size, overlap) if patch_size else [(0, 0)]
         results = {}
         for x0, y0 in windows:
-            patch = crop_patch(image, x0, y0, patch_size) if patch_size else image  # uint8: 1/4 the memory
-            if patch_size and pad is not None:
-                patch = fill_past_border(patch, width - x0, height - y0, pad)
+            patch = crop_patch(image, x0, y0, patch_size, pad) if patch_size else image  # uint8: 1/4 the memory
             out = module(to_device([patch.float().div_(255)], module))[0]
             keep = out["scores"] >= threshold
             results[patch_name(image_id, x0, y0)] = {k: out[k][keep].cpu() for k in ("boxes", "scores", "labels")}
