@@ -71,3 +71,32 @@ def test_voc07_cls_list(tmp_path):
     (tmp_path / "test.txt").write_text("JPEGImages/missing.jpg 1\n")
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
         build_classification_dataset("voc07_cls", tmp_path, "test", None)
+
+
+def _digits_data(tmp_path, **options):
+    from monatune.engine.config import parse_config
+    from monatune.tasks.classification.data import ClassificationData
+
+    cfg = parse_config(
+        {
+            "task": "classification",
+            "model": {"backbone": "swin_nano_synthetic", "method": "mona", "num_classes": 10},
+            "data": {"dataset": options.pop("dataset", "digits"), "image_size": 64, "options": options},
+            "trainer": {"out_dir": str(tmp_path)},
+        }
+    )
+    return ClassificationData(cfg)
+
+
+def test_digits_num_train_images_takes_the_first_n_of_the_train_split_only(tmp_path):
+    data = _digits_data(tmp_path, num_train_images=40)
+    assert len(data.make_dataset("train", train=True)) == 40
+    assert len(data.make_dataset("val", train=False)) == 360  # evaluation keeps its whole split
+    assert len(_digits_data(tmp_path, num_train_images=None).make_dataset("train", train=True)) == 1437
+
+
+@pytest.mark.parametrize(("options", "message"), [({"num_train_images": 0}, "positive integer"), ({"num_train_images": "40"}, "positive integer"),
+                                                  ({"dataset": "imagefolder", "num_train_images": 8}, "only the 'digits' dataset")])  # fmt: skip
+def test_num_train_images_refuses_bad_values_and_other_datasets(tmp_path, options, message):
+    with pytest.raises(ValueError, match=f"data.options.num_train_images: .*{message}"):
+        _digits_data(tmp_path, **options).make_dataset("train", train=True)

@@ -110,9 +110,9 @@ def substitute(command: str, ws: dict[str, Path], scratch: Path) -> list[str]:
     return argv
 
 
-def _fake_run_demo(task, method_names, out_dir, quick):
+def _fake_run_demo(task, method_names, out_dir, quick, seeds=1):
     # a demo without --quick: arguments parsed, task and methods resolved; the run itself is not started
-    assert task.name and method_names and out_dir
+    assert task.name and method_names and out_dir and seeds >= 1
     return {}
 
 
@@ -134,7 +134,7 @@ def test_readme_command_runs(
             monkeypatch.setattr("monatune.demo.runner.run_demo", _fake_run_demo)
         # the demo's quick recipe, one step per method (the methods' processes get it through the config)
         monkeypatch.setitem(classification.QUICK, "epochs", 1)
-        monkeypatch.setitem(classification.QUICK, "train_images", 32)
+        monkeypatch.setitem(classification.QUICK, "num_train_images", 32)
         monkeypatch.chdir(tmp_path)  # a demo without --out writes demo_out/ here
     try:
         code = main(argv)

@@ -1,11 +1,17 @@
 """Backbones that ship inside the package: small timm Swins pretrained offline by this project.
 
-``swin_nano_synthetic`` is a four-stage timm ``SwinTransformer`` (embed dim 32, depths 2-2-4-2)
-pretrained on the procedural shape/texture images of ``monatune.data.synthetic_images`` by
-``scripts/pretrain_embedded.py``; its weights (fp16, a few MB) and model card live in
-``monatune/weights/``. It lets every method train and be compared on a CPU with no download.
+Both are four-stage timm ``SwinTransformer`` models pretrained on the procedural shape/texture images
+of ``monatune.data.synthetic_images`` by ``scripts/pretrain_embedded.py``; their weights (fp16) and
+model cards live in ``monatune/weights/``. They let every method train and be compared on a CPU with
+no download.
 
-    model = create_embedded("swin_nano_synthetic", num_classes=10)   # 64x64 RGB in, (B, 10) out
+- ``swin_mini_synthetic`` (9.1M): shaped like a real Swin (stage widths 64-128-256-512, head dim 32,
+  4 stages with patch merging), so Mona's fixed 64-wide bottleneck is 7.3 % of the backbone as on
+  Swin-T/B/L (4-5 %), not wider than the stages. The main demo's backbone.
+- ``swin_nano_synthetic`` (2.7M, widths 32-256): for tests and ``monatune demo --quick``; too narrow
+  to show what Mona is for (Mona is 19 % of it and wider than its first stages).
+
+    model = create_embedded("swin_mini_synthetic", num_classes=10)   # 64x64 RGB in, (B, 10) out
 """
 
 from __future__ import annotations
@@ -20,9 +26,29 @@ from torch import nn
 from monatune.backbones.weights import WeightsError, load_timm_swin_weights
 from monatune.data.synthetic_images import MEAN, STD
 
-REGENERATE = "python scripts/pretrain_embedded.py --seed 0 --out src/monatune/weights/"
-
 EMBEDDED_BACKBONES: dict[str, dict] = {
+    "swin_mini_synthetic": {
+        "timm_kwargs": {
+            "img_size": 64,
+            "patch_size": 4,
+            "window_size": 4,
+            "embed_dim": 64,
+            "depths": (2, 2, 2, 2),
+            "num_heads": (2, 4, 8, 16),
+            "strict_img_size": False,
+        },
+        "mean": MEAN,
+        "std": STD,
+        "input_size": (3, 64, 64),
+        "weights_file": "swin_mini_synthetic.safetensors",
+        "card_file": "swin_mini_synthetic.json",
+        "description": "timm Swin, 9.1M parameters, stage widths 64-128-256-512 (head dim 32), pretrained by "
+        "monatune on 24-class procedural shape x texture images (64x64)",
+        # scripts/pretrain_embedded.py's recipe for this backbone (its flags override these)
+        "pretraining": {"train_size": 65536, "epochs": 8, "batch_size": 128, "lr": 1e-3, "drop_path_rate": 0.1, "precision": "bf16",
+                        # no flips: the invariance they teach costs the digits transfer (6/9, 2/5)
+                        "augment": "none"},
+    },
     "swin_nano_synthetic": {
         "timm_kwargs": {
             "img_size": 64,
@@ -40,8 +66,14 @@ EMBEDDED_BACKBONES: dict[str, dict] = {
         "card_file": "swin_nano_synthetic.json",
         "description": "timm Swin, 2.7M parameters, stage widths 32-64-128-256, pretrained by monatune "
         "on 24-class procedural shape x texture images (64x64)",
+        "pretraining": {"train_size": 32768, "epochs": 5, "batch_size": 128, "lr": 1e-3, "drop_path_rate": 0.05, "precision": "fp32", "augment": "dihedral"},
     },
 }
+
+
+def regenerate_command(name: str) -> str:
+    """The command that (re)creates the shipped weights and card of embedded backbone ``name``."""
+    return f"python scripts/pretrain_embedded.py --name {name} --seed 0 --out src/monatune/weights/"
 
 
 def _config(name: str) -> dict[str, Any]:
@@ -59,7 +91,7 @@ def embedded_model_card(name: str) -> dict[str, Any]:
     """The JSON model card shipped next to the weights: config, data, accuracy, command, date."""
     path = Path(str(resources.files("monatune.weights").joinpath(_config(name)["card_file"])))
     if not path.is_file():
-        raise WeightsError(f"model card of {name!r} missing ({path}); regenerate it with `{REGENERATE}`")
+        raise WeightsError(f"model card of {name!r} missing ({path}); regenerate it with `{regenerate_command(name)}`")
     return json.loads(path.read_text())
 
 
@@ -68,7 +100,7 @@ def create_embedded(name: str, *, num_classes: int = 0, load_weights: bool = Tru
 
     Args:
         name: a key of ``EMBEDDED_BACKBONES``.
-        num_classes: classifier outputs; 0 = pooled features (B, 256). A classifier head is new
+        num_classes: classifier outputs; 0 = pooled features (B, final stage width). A classifier head is new
             (randomly initialised): the shipped file holds no head.
         load_weights: load the shipped pretrained weights (False: random init).
         kwargs: override the timm constructor arguments, e.g. ``drop_path_rate`` or
@@ -97,9 +129,9 @@ def create_embedded(name: str, *, num_classes: int = 0, load_weights: bool = Tru
     if not path.is_file():
         raise WeightsError(
             f"the pretrained weights of {name!r} are missing from the package ({path}); "
-            f"regenerate them with `{REGENERATE}` (about 10 minutes on a CPU), or pass load_weights=False"
+            f"regenerate them with `{regenerate_command(name)}` (10-45 minutes on a CPU), or pass load_weights=False"
         )
     left_out = [k for k in load_timm_swin_weights(model, path) if not k.startswith("head.")]
     if left_out:
-        raise WeightsError(f"{path} lacks weights for {name!r}: {left_out[:10]}; regenerate it with `{REGENERATE}`")
+        raise WeightsError(f"{path} lacks weights for {name!r}: {left_out[:10]}; regenerate it with `{regenerate_command(name)}`")
     return model

@@ -1,21 +1,18 @@
-"""Classification demo: the embedded Swin (pretrained on procedural shapes) fine-tuned on scikit-learn's
-real handwritten digits, one run per method, offline on a CPU."""
+"""Classification demo: an embedded Swin (pretrained on procedural shapes) fine-tuned on scikit-learn's
+real handwritten digits, one ``monatune fit`` per method, offline on a CPU.
+
+The full demo tunes ``swin_mini_synthetic`` (9.1M parameters, stage widths 64-512: Mona is 7.3 % of
+it, as on a real Swin); ``--quick`` tunes ``swin_nano_synthetic`` (2.7M) on 384 images for 2 epochs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from torch.utils.data import Subset
-
-from monatune.data.digits import Digits
 from monatune.demo.runner import DemoTask
 from monatune.engine.config import ExperimentConfig, parse_config
-from monatune.tasks.classification import ClassificationModule, build_classifier
-from monatune.tasks.classification.data import ClassificationData
 
-BACKBONE = "swin_nano_synthetic"
-FULL = {"epochs": 8, "train_images": None}
-QUICK = {"epochs": 2, "train_images": 384}
+FULL = {"backbone": "swin_mini_synthetic", "epochs": 8, "num_train_images": None}
+QUICK = {"backbone": "swin_nano_synthetic", "epochs": 2, "num_train_images": 384}
 
 
 def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
@@ -23,8 +20,14 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
     return parse_config(
         {
             "task": "classification",
-            "model": {"backbone": BACKBONE, "method": method, "num_classes": 10, "drop_path_rate": 0.1},
-            "data": {"dataset": "digits", "image_size": 64, "batch_size": 32, "num_workers": 0, "options": setting},
+            "model": {"backbone": setting["backbone"], "method": method, "num_classes": 10, "drop_path_rate": 0.1},
+            "data": {
+                "dataset": "digits",
+                "image_size": 64,
+                "batch_size": 32,
+                "num_workers": 0,
+                "options": {"num_train_images": setting["num_train_images"]},
+            },
             # One recipe for every method, as the paper does (AdamW, cosine with warmup, clip 5).
             "optim": {"lr": 1e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5, "grad_clip": 5.0},
             "trainer": {
@@ -37,18 +40,6 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
             },
         }
     )
-
-
-def make_data(cfg: ExperimentConfig) -> ClassificationData:
-    train = Digits("train", seed=cfg.trainer.seed, augment=True)
-    limit = cfg.data.options.get("train_images")
-    if limit:
-        train = Subset(train, range(min(limit, len(train))))
-    return ClassificationData(cfg, train, Digits("val", seed=cfg.trainer.seed))
-
-
-def _backbone_of(model):
-    return _WithoutHead(model)
 
 
 class _WithoutHead:
@@ -66,8 +57,7 @@ DEMO = DemoTask(
     metric_key="val/top1",
     metric_label="top-1 (%)",
     make_config=make_config,
-    make_module=lambda cfg: ClassificationModule(build_classifier(cfg), cfg),
-    make_data=make_data,
-    backbone_of=_backbone_of,
+    backbone_of=_WithoutHead,
     description="embedded Swin (pretrained on synthetic shapes) -> sklearn digits, 10 classes",
+    default_methods="mona,full,lora",
 )

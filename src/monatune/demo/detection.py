@@ -9,7 +9,6 @@ from typing import Any
 
 from monatune.demo.runner import dense_demo_task
 from monatune.engine.config import ExperimentConfig, parse_config
-from monatune.tasks.detection.engine import builders
 
 BACKBONE = "swin_nano_synthetic"
 IMAGE_SIZE = 128
@@ -81,6 +80,5 @@ DEMO = dense_demo_task(
     metric_key="val/map",
     metric_label="VOC07 mAP (%)",
     make_config=make_config,
-    task_builders=builders(),
     description="embedded Swin -> RetinaNet on synthetic VOC-layout shape scenes, 5 classes",
 )

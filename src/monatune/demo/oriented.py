@@ -11,7 +11,6 @@ from pathlib import Path
 from monatune.demo.detection import demo_config
 from monatune.demo.runner import dense_demo_task
 from monatune.engine.config import ExperimentConfig
-from monatune.tasks.oriented.engine import builders
 
 PATCH_SIZE = 128
 FULL = {"epochs": 7, "num_train_images": 56, "num_val_images": 32}
@@ -58,6 +57,5 @@ DEMO = dense_demo_task(
     metric_key="val/map",
     metric_label="DOTA mAP (%)",
     make_config=make_config,
-    task_builders=builders(),
     description="embedded Swin -> rotated RetinaNet (KLD) on synthetic DOTA-format rotated shapes, 3 classes",
 )

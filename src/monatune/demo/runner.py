@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -12,31 +13,30 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import lightning as L
 from torch import nn
 
-from monatune.adapter_io import save_adapter
+
 from monatune.demo import DEMO_TASKS
-from monatune.demo.report import plot_loss_curves, print_table, write_results
-from monatune.engine.callbacks import History, RunCost
-from monatune.engine.config import ExperimentConfig
-from monatune.engine.module import TunedModule
-from monatune.engine.trainer import build_trainer
+from monatune.demo.report import markdown_table, plot_loss_curves, print_table, write_results
+from monatune.engine.config import ExperimentConfig, parse_config
+from monatune.engine.run import ADAPTER_FILE, task_builders
+from monatune.engine.run import run as run_engine
 from monatune.methods import methods as all_methods
 
 
 @dataclass
 class DemoTask:
-    """What a demo variant needs: configs per method, the module/data builders and the metric to report."""
+    """What a demo variant needs: its config per method and the metric to report. Module and data come
+    from the task engine (``monatune.engine.run.task_builders``), as for ``monatune fit``."""
 
     name: str
     metric_key: str  # e.g. "val/top1"
     metric_label: str  # column title
     make_config: Callable[[str, bool, Path], ExperimentConfig]  # (method, quick, out_dir)
-    make_module: Callable[[ExperimentConfig], TunedModule]
-    make_data: Callable[[ExperimentConfig], L.LightningDataModule]
     backbone_of: Callable[[nn.Module], nn.Module]  # the tuned backbone inside module.model
     description: str = ""
+    default_methods: str = "mona,full"
+    quick_description: str = ""  # what --quick runs instead, where it differs
 
 
 def dense_backbone(model: nn.Module) -> nn.Module:
@@ -45,19 +45,10 @@ def dense_backbone(model: nn.Module) -> nn.Module:
 
 
 def dense_demo_task(
-    name: str,
-    metric_key: str,
-    metric_label: str,
-    make_config: Callable[[str, bool, Path], ExperimentConfig],
-    task_builders: tuple[Callable[[ExperimentConfig], TunedModule], Callable[[ExperimentConfig], L.LightningDataModule]],
-    description: str,
+    name: str, metric_key: str, metric_label: str, make_config: Callable[[str, bool, Path], ExperimentConfig], description: str
 ) -> DemoTask:
-    """The demo of a dense task: module and data from the task engine's ``builders()``, the tuned
-    backbone at ``model.backbone``."""
-    make_module, make_data = task_builders
-    return DemoTask(
-        name, metric_key, metric_label, make_config, make_module, make_data, backbone_of=dense_backbone, description=description
-    )
+    """The demo of a dense task: the tuned backbone at ``model.backbone``."""
+    return DemoTask(name, metric_key, metric_label, make_config, backbone_of=dense_backbone, description=description)
 
 
 def parse_methods(spec: str | Sequence[str]) -> list[str]:
@@ -81,9 +72,10 @@ def _count(module: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def _warm_up(task: DemoTask, cfg: ExperimentConfig) -> None:
+def _warm_up(cfg: ExperimentConfig) -> None:
     """One untimed forward/backward, so the timed run is not charged with one-off start-up costs."""
-    module, data = task.make_module(cfg), task.make_data(cfg)
+    build_module, build_data = task_builders(cfg.task)
+    module, data = build_module(cfg), build_data(cfg)
     data.prepare_data()
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
@@ -110,34 +102,32 @@ class MethodRun:
     epoch_loss: list[float]  # mean per epoch
 
 
-def train_method(task_name: str, cfg: ExperimentConfig, adapter_path: Path | None = None) -> MethodRun:
-    """Warm up, then train ``cfg`` through the engine and measure it; save the adapter if asked.
+def train_method(task_name: str, cfg: ExperimentConfig) -> MethodRun:
+    """Warm up, then ``monatune fit`` ``cfg`` (``monatune.engine.run.run``: the run folder gets its
+    config.yaml, checkpoints, logs, curves.png and adapter.safetensors) and measure it.
 
     Runs in a process of its own (``run_in_own_process``): the peak memory (peak RSS on CPU, the CUDA
     allocator's peak on GPU) is then this method's alone, not raised by what an earlier method left."""
     task = demo_task(task_name)
     _quiet_lightning()
-    _warm_up(task, cfg)
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    module, data = task.make_module(cfg), task.make_data(cfg)
-    history, cost = History(), RunCost()
-    trainer = build_trainer(cfg, [history, cost], checkpoints=False, logging=False)
-    trainer.fit(module, datamodule=data)
-    trainable, total = _count(task.backbone_of(module.model))
+    _warm_up(cfg)
+    result = run_engine("fit", cfg)
+    trainable, total = _count(task.backbone_of(result["module"].model))
+    history = result["history"]
     row = {
         "method": cfg.model.method,
+        "seed": cfg.trainer.seed,
+        "backbone": cfg.model.backbone,
         "trainable_params": trainable,
         "backbone_params": total,
         "trainable_percent": 100.0 * trainable / total,
-        "metric": float(trainer.callback_metrics[task.metric_key]),
-        "train_seconds": cost.train_seconds,
-        "peak_memory_mb": cost.peak_memory_mb,
-        "epochs": len(history.train_loss),
-        "final_train_loss": history.train_loss[-1] if history.train_loss else float("nan"),
+        "metric": result["metrics"][task.metric_key],
+        "train_seconds": result["train_seconds"],
+        "peak_memory_mb": result["peak_memory_mb"],
+        "epochs": len(history["train_loss"]),
+        "final_train_loss": history["train_loss"][-1] if history["train_loss"] else float("nan"),
     }
-    if adapter_path is not None:
-        save_adapter(module.model, adapter_path)
-    return MethodRun(row, history.step_loss, history.train_loss)
+    return MethodRun(row, history["step_loss"], history["train_loss"])
 
 
 def _process_context(task_name: str) -> BaseContext:
@@ -152,40 +142,97 @@ def _process_context(task_name: str) -> BaseContext:
     return context
 
 
-def run_in_own_process(task_name: str, cfg: ExperimentConfig, adapter_path: Path | None = None) -> MethodRun:
+def run_in_own_process(task_name: str, cfg: ExperimentConfig) -> MethodRun:
     """``train_method`` in a new process that exits afterwards (its errors are raised here)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_process_context(task_name)) as pool:
-        return pool.submit(train_method, task_name, cfg, adapter_path).result()
+        return pool.submit(train_method, task_name, cfg).result()
 
 
-def run_demo(task: DemoTask, method_names: Sequence[str], out_dir: Path, quick: bool) -> dict[str, Any]:
-    """Train every method, each in its own process, print the table, write loss_curves.png, results.json
-    and mona.safetensors. ``task`` must be registered in ``monatune.demo.DEMO_TASKS``: the processes
-    look it up by name. From a script, call it under ``if __name__ == "__main__":`` (the processes
-    import the script, as ``multiprocessing`` does)."""
+def with_seed(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """``cfg`` with ``trainer.seed`` = ``seed`` (initialisation of new layers, data order, augmentation,
+    drop path; for digits also the stratified train/val split)."""
+    raw = cfg.to_dict()
+    raw["trainer"]["seed"] = seed
+    return parse_config(raw)
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per method (in first-seen order) over its seeds: the metric's mean, its sample standard
+    deviation (0 for one seed), min, max and the values; mean train time and peak memory."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    summary = []
+    for method, runs in by_method.items():
+        values = [r["metric"] for r in runs]
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+        summary.append(
+            {
+                "method": method,
+                "seeds": [r["seed"] for r in runs],
+                "trainable_params": runs[0]["trainable_params"],
+                "backbone_params": runs[0]["backbone_params"],
+                "trainable_percent": runs[0]["trainable_percent"],
+                "metric": mean,
+                "metric_std": spread,
+                "metric_min": min(values),
+                "metric_max": max(values),
+                "metric_values": values,
+                "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs),
+                "peak_memory_mb": sum(r["peak_memory_mb"] for r in runs) / len(runs),
+            }
+        )
+    return summary
+
+
+def run_demo(task: DemoTask, method_names: Sequence[str], out_dir: Path, quick: bool, seeds: int = 1) -> dict[str, Any]:
+    """Train every method for seeds 0..seeds-1, each run a ``monatune fit`` in its own process under
+    ``out_dir/runs/<method>-seed<k>/``; print the table (mean and spread over the seeds), write
+    loss_curves.png (seed 0), results.json and mona.safetensors (seed 0's adapter). ``task`` must be
+    registered in ``monatune.demo.DEMO_TASKS``: the processes look it up by name. From a script, call
+    it under ``if __name__ == "__main__":`` (the processes import the script, as ``multiprocessing`` does)."""
+    if seeds < 1:
+        raise ValueError(f"seeds: expected at least 1, got {seeds}")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, curves, epoch_curves = [], {}, {}
     started = time.perf_counter()
-    for method in method_names:
-        cfg = task.make_config(method, quick, out_dir / "runs" / method)
-        run = run_in_own_process(task.name, cfg, out_dir / "mona.safetensors" if method == "mona" else None)
-        rows.append(run.row)
-        curves[method], epoch_curves[method] = run.step_loss, run.epoch_loss
-        print(f"[{task.name}] {method}: {task.metric_label} = {run.row['metric']:.2f} ({run.row['train_seconds']:.1f} s)", flush=True)
-    print_table(f"monatune demo — {task.description}", rows, "metric", task.metric_label)
+    for seed in range(seeds):
+        for method in method_names:
+            run_dir = out_dir / "runs" / f"{method}-seed{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own folder: every demo starts afresh
+            cfg = with_seed(task.make_config(method, quick, run_dir), seed)
+            run = run_in_own_process(task.name, cfg)
+            rows.append(run.row)
+            if seed == 0:
+                curves[method], epoch_curves[method] = run.step_loss, run.epoch_loss
+                if method == "mona":
+                    shutil.copyfile(run_dir / ADAPTER_FILE, out_dir / "mona.safetensors")
+            print(
+                f"[{task.name}] {method} seed {seed}: {task.metric_label} = {run.row['metric']:.2f} "
+                f"({run.row['train_seconds']:.1f} s, {run.row['peak_memory_mb']:.0f} MiB)",
+                flush=True,
+            )
+    summary = summarize(rows)
+    backbone = rows[0]["backbone"] if rows else ""
+    print_table(f"monatune demo — {task.description} ({backbone}, {seeds} seed{'s' if seeds > 1 else ''})", summary, "metric", task.metric_label)
     longest = max((len(c) for c in curves.values()), default=1)
-    plot = plot_loss_curves(curves, out_dir / "loss_curves.png", f"{task.name}: training loss per method", window=max(1, longest // 25))
+    plot = plot_loss_curves(curves, out_dir / "loss_curves.png", f"{task.name}: training loss per method (seed 0)", window=max(1, longest // 25))
     payload = {
         "task": task.name,
         "description": task.description,
+        "backbone": backbone,
         "metric": task.metric_label,
         "quick": quick,
-        "results": rows,
+        "seeds": seeds,
+        "summary": summary,
+        "results": rows,  # one per (seed, method)
         "peak_memory": "each method trains in its own process: peak RSS during training (CUDA: max_memory_allocated)",
-        "loss_curves": curves,  # per training step
+        "loss_curves": curves,  # seed 0, per training step
         "epoch_loss_curves": epoch_curves,
         "wall_seconds": time.perf_counter() - started,
     }
     write_results(out_dir / "results.json", payload)
+    (out_dir / "results.md").write_text(markdown_table(summary, "metric", task.metric_label))
     print(f"results: {out_dir / 'results.json'}  loss curves: {plot}" + ("  Mona adapter: " + str(out_dir / "mona.safetensors") if "mona" in method_names else ""))
     return payload

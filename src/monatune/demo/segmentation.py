@@ -16,7 +16,6 @@ from pathlib import Path
 from monatune.demo.detection import demo_config
 from monatune.demo.runner import dense_demo_task
 from monatune.engine.config import ExperimentConfig
-from monatune.tasks.semantic_segmentation.engine import builders
 
 IMAGE_SIZE = 64
 FULL = {"epochs": 8, "num_train_images": 320, "num_val_images": 80}
@@ -52,6 +51,5 @@ DEMO = dense_demo_task(
     metric_key="val/miou",
     metric_label="mIoU (%)",
     make_config=make_config,
-    task_builders=builders(),
     description="embedded Swin -> UperNet on pretraining-style scenes in the ADE20K layout, background/object",
 )

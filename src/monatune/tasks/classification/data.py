@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from monatune.data.classification import build_classification_dataset, check_num_classes
 from monatune.data.classification_transforms import eval_transform_for, train_transform
 from monatune.data.datamodule import SplitDataModule
 from monatune.data.image_list import LabeledImageList
 
-CLASSIFICATION_OPTIONS: tuple[str, ...] = ()  # ``data.options`` keys read: none
+# ``data.options`` keys read. digits only: ``num_train_images`` (the first N images of its training
+# split, for quick runs; null or absent = all 1,437).
+CLASSIFICATION_OPTIONS: tuple[str, ...] = ("num_train_images",)
 
 
 class ClassificationData(SplitDataModule):
@@ -22,8 +24,14 @@ class ClassificationData(SplitDataModule):
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         d = self.cfg.data
+        limit = d.options.get("num_train_images")
+        if limit is not None and d.dataset != "digits":
+            raise ValueError(f"data.options.num_train_images: only the 'digits' dataset reads it, not {d.dataset!r}")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ValueError(f"data.options.num_train_images: expected a positive integer or null, got {limit!r}")
         if d.dataset == "digits":
-            return build_classification_dataset("digits", None, split, None, image_size=d.image_size, seed=self.cfg.trainer.seed, train=train)
+            digits = build_classification_dataset("digits", None, split, None, image_size=d.image_size, seed=self.cfg.trainer.seed, train=train)
+            return Subset(digits, range(min(limit, len(digits)))) if train and limit else digits
         transform = train_transform(d.image_size) if train else eval_transform_for(d)
         # checked by checked_dataset (once per machine under DDP), not by the reader
         dataset = build_classification_dataset(d.dataset, d.root, split, transform, verify=False)
