@@ -172,3 +172,17 @@ def test_split_json_records_the_counts_and_an_older_split_is_redone(tmp_path):
     assert json.loads(stamp_path.read_text()) == stamp
     task_builders("oriented")[1](cfg).prepare_data()  # the new stamp matches: nothing redone
     assert json.loads(stamp_path.read_text()) == stamp
+
+
+def test_a_corrupt_source_image_is_skipped_with_one_warning_or_refused_when_strict(tmp_path):
+    """Issue 12 P7: a corrupt image among the DOTA sources must not kill the split (hours of other
+    images) unless the user asked for strict data; either way the file is named."""
+    src = make_source(tmp_path / "src", [INSIDE], ["plane"], [0])
+    (src / "images" / "P0001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (src / "labelTxt" / "P0001.txt").write_text("")
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\):\n  .*P0001.png: cannot decode"):
+        result = split_dota(src, tmp_path / "dst", patch_size=1024, overlap=200)
+    assert result.counts.images == 1 and all(n.startswith("P2598") for n in result.patches)
+    assert len(result.counts.unreadable_images) == 1 and "unreadable" in result.counts.summary()
+    with pytest.raises(ValueError, match=r"P0001.png: cannot decode .*data.strict is true"):
+        split_dota(src, tmp_path / "strict", patch_size=1024, overlap=200, strict=True)

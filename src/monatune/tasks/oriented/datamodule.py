@@ -203,13 +203,14 @@ class OrientedData(DenseDataModule):
                     "iof_threshold": float(self._opt("iof_threshold", 0.7)),
                     "split_version": SPLIT_VERSION,  # a folder split by an older rule is split again
                     "pad_value": None if self.pad_value is None else list(self.pad_value),
+                    "strict": bool(self.cfg.data.strict),
                 }
 
                 def write_patches(folder: Path, source: Path = source, p: dict = params) -> dict[str, Any]:
                     clear_dota_folder(folder)
                     result = split_dota(
                         source, folder, patch_size=p["patch_size"], overlap=p["overlap"],
-                        iof_threshold=p["iof_threshold"], pad_value=p["pad_value"],
+                        iof_threshold=p["iof_threshold"], pad_value=p["pad_value"], strict=p["strict"],
                     )  # fmt: skip
                     return {"counts": result.counts.as_dict()}
 

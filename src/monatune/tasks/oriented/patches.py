@@ -114,6 +114,7 @@ class SplitCounts:
     whole_copies: int = 0
     clipped_copies: int = 0
     dropped_objects: list[str] = field(default_factory=list)
+    unreadable_images: list[str] = field(default_factory=list)  # "<path>: <why>", skipped (not strict)
 
     def as_dict(self) -> dict[str, Any]:
         """The counts as JSON-ready values (what the ``split.json`` stamp records)."""
@@ -125,6 +126,7 @@ class SplitCounts:
             f"{self.images} images -> {self.patches} patches; {self.objects} objects: {self.kept_whole} kept whole, "
             f"{self.clipped_only} only clipped (difficult), {self.dropped} dropped; label lines: "
             f"{self.whole_copies} whole, {self.clipped_copies} clipped"
+            + (f"; {len(self.unreadable_images)} unreadable image(s) skipped" if self.unreadable_images else "")
         )
 
 
@@ -171,18 +173,21 @@ def split_dota(
     min_clipped_side: float = MIN_CLIPPED_SIDE,
     keep_empty: bool = True,
     pad_value: Sequence[int] | None = None,
+    strict: bool = False,
 ) -> SplitResult:
     """Split ``src_root/images`` (+ ``labelTxt`` if present) into patches under ``dst_root``.
 
     Writes ``dst_root/images/<patch id>.png`` and, when labels exist, ``dst_root/labelTxt/<patch id>.txt``
     (objects whole or clipped: module docstring). ``keep_empty=False`` skips patches without objects
-    (training sets). ``pad_value``: RGB pixel past the image border (None: zeros). Prints one summary line to stderr and warns when objects were dropped. Returns the
-    patch ids and the :class:`SplitCounts` (all zero object counts without labels).
+    (training sets). ``pad_value``: RGB pixel past the image border (None: zeros). An image that cannot
+    be decoded is skipped with one warning naming every such file (``strict``: DatasetError instead),
+    the contract of the other readers. Prints one summary line to stderr and warns when objects were
+    dropped. Returns the patch ids and the :class:`SplitCounts` (all zero object counts without labels).
     """
     from PIL import Image
 
     from monatune.data.dota import find_images, read_dota_labels, write_dota_labels
-    from monatune.data.errors import read_rgb_image
+    from monatune.data.errors import DatasetError, read_rgb_image
 
     src_root, dst_root = Path(src_root), Path(dst_root)
     label_dir = src_root / "labelTxt"
@@ -191,7 +196,13 @@ def split_dota(
         (dst_root / "labelTxt").mkdir(parents=True, exist_ok=True)
     written, counts = [], SplitCounts()
     for path in find_images(src_root / "images"):
-        image = read_rgb_image(path).as_subclass(torch.Tensor)
+        try:
+            image = read_rgb_image(path).as_subclass(torch.Tensor)
+        except DatasetError as exc:
+            if strict:
+                raise DatasetError(path, f"{exc.problem}; data.strict is true (false: skip it with a warning)") from None
+            counts.unreadable_images.append(str(exc))
+            continue
         counts.images += 1
         labels = read_dota_labels(label_dir / f"{path.stem}.txt") if label_dir.is_dir() else None
         objects = ObjectShapes.from_polygons(labels.polygons if labels is not None else np.zeros((0, 8)))
@@ -222,6 +233,9 @@ def split_dota(
     if counts.dropped:
         listing = "\n  ".join(counts.dropped_objects[:20]) + ("\n  ..." if counts.dropped > 20 else "")
         warnings.warn(f"split_dota {src_root}: {counts.dropped} object(s) in no patch:\n  {listing}", stacklevel=2)
+    if counts.unreadable_images:
+        listing = "\n  ".join(counts.unreadable_images)
+        warnings.warn(f"split_dota {src_root}: skipped {len(counts.unreadable_images)} unreadable image(s):\n  {listing}", stacklevel=2)
     return SplitResult(written, counts)
 
 
