@@ -1,4 +1,5 @@
-"""The embedded swin_nano_synthetic backbone: shipped weights, model card, sizes, factory and dense use."""
+"""The embedded backbones (swin_mini_synthetic, swin_nano_synthetic): shipped weights, model cards, sizes,
+factory and dense use."""
 
 import hashlib
 
@@ -12,40 +13,46 @@ from monatune.backbones.embedded import EMBEDDED_BACKBONES, create_embedded, emb
 from monatune.backbones.weights import WeightsError
 
 NAME = "swin_nano_synthetic"
+MINI = "swin_mini_synthetic"
+FILE_BYTES = {NAME: 6e6, MINI: 19e6}  # fp16, without the pretext head
 
 
-@pytest.fixture(scope="module")
-def shipped() -> dict[str, torch.Tensor]:
-    with safe_open(str(embedded_weights_path(NAME)), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}
+@pytest.fixture(scope="module", params=[MINI, NAME])
+def shipped(request) -> tuple[str, dict[str, torch.Tensor]]:
+    with safe_open(str(embedded_weights_path(request.param)), "pt") as f:
+        return request.param, {k: f.get_tensor(k) for k in f.keys()}
 
 
 def test_shipped_file_fits_the_model_exactly_except_the_head(shipped):
-    own = create_embedded(NAME, num_classes=10, load_weights=False).state_dict()
-    assert set(shipped) == {k for k in own if not k.startswith("head.")}
-    assert all(shipped[k].shape == own[k].shape for k in shipped)
-    assert embedded_weights_path(NAME).stat().st_size < 6e6
+    name, tensors = shipped
+    own = create_embedded(name, num_classes=10, load_weights=False).state_dict()
+    assert set(tensors) == {k for k in own if not k.startswith("head.")}
+    assert all(tensors[k].shape == own[k].shape for k in tensors)
+    assert embedded_weights_path(name).stat().st_size < FILE_BYTES[name]
 
 
 def test_loaded_weights_are_the_file_in_fp32(shipped):
-    model = create_embedded(NAME, num_classes=10)
+    name, tensors = shipped
+    model = create_embedded(name, num_classes=10)
     state = model.state_dict()
-    for key, value in shipped.items():
+    for key, value in tensors.items():
         assert state[key].dtype == torch.float32
         assert torch.equal(state[key], value.float()), key
 
 
 def test_model_card_describes_the_file(shipped):
-    card = embedded_model_card(NAME)
-    config = EMBEDDED_BACKBONES[NAME]
-    blob = embedded_weights_path(NAME).read_bytes()
+    name, tensors = shipped
+    card = embedded_model_card(name)
+    config = EMBEDDED_BACKBONES[name]
+    blob = embedded_weights_path(name).read_bytes()
     assert card["weights"]["sha256"] == hashlib.sha256(blob).hexdigest()
     assert card["weights"]["bytes"] == len(blob)
     assert {k: tuple(v) if isinstance(v, list) else v for k, v in card["timm_kwargs"].items()} == config["timm_kwargs"]
-    assert card["parameters_without_head"] == sum(v.numel() for v in shipped.values())
+    assert card["parameters_without_head"] == sum(v.numel() for v in tensors.values())
     probe = card["results"]["digits_linear_probe_val_accuracy"]
     assert set(probe) == {"pretrained", "random_init", "raw_pixels"}
-    with safe_open(str(embedded_weights_path(NAME)), "pt") as f:
+    assert card["command"].startswith("python scripts/pretrain_embedded.py") and name in card["description"] + card["command"] + card["name"]
+    with safe_open(str(embedded_weights_path(name)), "pt") as f:
         meta = f.metadata()
     assert meta["seed"] == str(card["pretraining_data"]["seed"]) and int(meta["steps"]) == card["training"]["steps"]
 
@@ -101,3 +108,28 @@ def test_mona_tunes_the_embedded_backbone():
     assert trained == {n for n, p in model.named_parameters() if p.requires_grad}
     assert all("mona" in n or n.startswith("head.") for n in trained)
     assert sum(".blocks." in n and n.endswith("project1.weight") for n in trained) == 2 * sum((2, 2, 4, 2))
+
+
+def test_mini_is_shaped_like_a_real_swin_and_mona_is_a_small_share_of_it():
+    """What the main demo's backbone must be (issue 12): stage widths >= 64 with head dim 32 like
+    Swin-T/B/L, and Mona (bottleneck 64, as published) at most 8 % of the backbone's parameters."""
+    model = monatune.create_backbone(MINI, dense=True, pretrained=False)
+    assert model.out_channels == [64, 128, 256, 512]
+    heads = EMBEDDED_BACKBONES[MINI]["timm_kwargs"]["num_heads"]
+    assert [c // h for c, h in zip(model.out_channels, heads)] == [32, 32, 32, 32]
+    backbone = sum(p.numel() for p in model.parameters())
+    monatune.apply(model, "mona")
+    mona = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0.07 < mona / backbone <= 0.08, mona / backbone  # 7.3 %
+    nano = monatune.create_backbone(NAME, dense=True, pretrained=False)
+    nano_total = sum(p.numel() for p in nano.parameters())
+    monatune.apply(nano, "mona")
+    assert sum(p.numel() for p in nano.parameters() if p.requires_grad) / nano_total > 0.15  # why the demo moved off it
+
+
+def test_mini_card_states_that_the_frozen_backbone_transfers():
+    """The card's digits probe: pretrained features beat random init at the inner stages, where
+    Mona's adapters read them (each stage's pooled output; see the card for every figure)."""
+    probe = embedded_model_card(MINI)["results"]["digits_linear_probe_val_accuracy"]
+    stages = [f"stage{i}" for i in (1, 2, 3)]
+    assert all(probe["pretrained"][s] > probe["random_init"][s] for s in stages), probe

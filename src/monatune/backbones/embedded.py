@@ -46,8 +46,8 @@ EMBEDDED_BACKBONES: dict[str, dict] = {
         "monatune on 24-class procedural shape x texture images (64x64)",
         # scripts/pretrain_embedded.py's recipe for this backbone (its flags override these)
         "pretraining": {"train_size": 65536, "epochs": 8, "batch_size": 128, "lr": 1e-3, "drop_path_rate": 0.1, "precision": "bf16",
-                        # no flips: the invariance they teach costs the digits transfer (6/9, 2/5)
-                        "augment": "none"},
+                        # "none" was tried: digits probe no better (stage 3: 88.6 vs 92.5 %)
+                        "augment": "dihedral"},
     },
     "swin_nano_synthetic": {
         "timm_kwargs": {
