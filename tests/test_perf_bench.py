@@ -136,3 +136,18 @@ def test_depthwise_weight_grad_bench_and_mona_profile_run(bench):
     diffs = [r["max_diff"] for r in results.values() if r["max_diff"] is not None]
     assert len(diffs) == 7 and max(diffs) < 1e-4  # every gradient way agrees with the tiled form
     assert "aten::mm" in mona_rate.profile_table((2, 8, 8, 16))
+
+
+def test_launch_count_counts_leaf_ops_only_and_each_form_of_mona(bench):
+    import launch_count
+    import torch
+
+    a, b = torch.randn(3), torch.randn(3)
+    leaves, computing = launch_count.leaf_aten_events(lambda: torch.nn.functional.linear(a.view(1, 3), b.view(1, 3)))
+    assert "aten::linear" not in leaves  # a parent op is not a leaf
+    assert all(op not in computing for op in launch_count.NO_KERNEL) and sum(computing.values()) < sum(leaves.values())
+    for name, module in launch_count.forms(8).items():
+        x = torch.randn(1, 4, 4, 8, requires_grad=True)
+        forward_only = sum(launch_count.leaf_aten_events(lambda: module(x))[0].values())
+        both = sum(launch_count.count_form(module, (1, 4, 4, 8))[0].values())
+        assert both > forward_only > 10, (name, forward_only, both)  # the backward's ops are counted too
