@@ -281,6 +281,36 @@ def test_torch_compile_traces_the_fast_form():
         torch.testing.assert_close(fused(x), plain.eval()(x), rtol=1e-5, atol=1e-5)
 
 
+def test_the_traced_training_graph_views_no_bool_tensor_as_another_dtype():
+    """Inductor cannot lower ``aten.view.dtype`` of a bool tensor (on CUDA, torch 2.11: "torch.bool is
+    not supported by torch.iinfo"); the fast form kept its dropout mask as a uint8 view of the bool
+    ``keep_mask``. Every forward and backward graph AOTAutograd hands a compiler must be free of it."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs = []
+
+    def collect(gm, example_inputs):
+        graphs.append(gm)
+        return make_boxed_func(gm.forward)
+
+    fast, plain = _pair(16)
+    x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
+    compiled = torch.compile(fast, backend=aot_autograd(fw_compiler=collect, bw_compiler=collect), fullgraph=True)
+    _assert_same(_run(compiled, x, grad), _run(plain, x, grad))
+    assert len(graphs) == 2  # forward and backward
+    views = [n for g in graphs for n in g.graph.nodes if n.target is torch.ops.aten.view.dtype]
+    assert [n for n in views if n.args[0].meta["val"].dtype == torch.bool] == []
+
+
+def test_inductor_compiles_the_fast_form_for_training_on_cpu():
+    """``torch.compile`` with inductor (the default backend) in training: same output and gradients
+    as the eager plain form (about 20 s of compiling on 2 cores, once)."""
+    fast, plain = _pair(16)
+    x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
+    _assert_same(_run(torch.compile(fast), x, grad), _run(plain, x, grad), tol=1e-4)
+
+
 def test_mona_keeps_no_stream_tensor_of_its_own_in_a_swin():
     """Backward keeps Mona's output (which the next LayerNorm keeps anyway), never its input."""
     torch.manual_seed(0)

@@ -237,7 +237,7 @@ def _mona_fast(
         if p > 0.0:  # dropout, kept as a byte mask; 1/(1-p) folded into project2
             keep = keep_mask(act.shape, p, act.device)
             act = act.mul_(keep)
-            mask = keep.view(torch.uint8)
+            mask = keep  # bool, 1 byte per element (a uint8 view of it breaks inductor: aten.view.dtype on bool)
             w2 = w2 * _dropout_scale(p)
         if u.dtype == md:
             out = torch.addmm(b2.to(md), act, w2.t(), out=u)
