@@ -362,3 +362,37 @@ def test_keep_mask_probability_and_reproducibility():
     kept = torch.tensor(4 / 3)  # 1 / (1 - p) in float32
     assert set(y.unique().tolist()) <= {0.0, kept.item()} and 0.2 < (y == 0).float().mean() < 0.3
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize(("dtype", "loss_scale"), [(torch.float16, 2.0**8), (torch.bfloat16, 1.0)])
+def test_fast_form_under_autocast_errs_at_most_twice_the_plain_form_against_fp64(dtype, loss_scale):
+    """Issue 13 item 2: output, input gradient (through the fast form's input recovery x = y - branch)
+    and every parameter gradient, each against an fp64 run of the plain form; fp16 with a loss scale
+    as ``16-mixed``'s gradient scaler applies (2^8 here: no overflow at these sizes), bf16 unscaled.
+    Gammas at their 1e-6 initial scale, where fp16 gradients of Mona's LayerNorm underflow unscaled."""
+    torch.manual_seed(0)
+    base = Mona(64).train()
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            p.copy_(1e-6 * (1 + torch.rand_like(p)) if "gamma" in name else p + 0.05 * torch.randn_like(p))
+    x0, g0 = torch.randn(4, 14, 14, 64), torch.randn(4, 14, 14, 64)
+
+    def run(form: str, run_dtype: torch.dtype, scale: float) -> dict[str, torch.Tensor]:
+        module = copy.deepcopy(base).to(torch.float64 if run_dtype == torch.float64 else torch.float32)
+        module.form = form
+        x = x0.clone().to(next(module.parameters()).dtype).requires_grad_()
+        torch.manual_seed(1)  # the same dropout units in every run
+        with torch.autocast("cpu", dtype=run_dtype, enabled=run_dtype != torch.float64):
+            y = module(x)
+        ((y.to(x.dtype) * g0.to(x.dtype)).sum() * scale).backward()
+        return {"output": y.detach().double(), "input grad": x.grad.double() / scale} | {n: p.grad.double() / scale for n, p in module.named_parameters()}
+
+    reference = run("plain", torch.float64, 1.0)
+    plain, fast = run("plain", dtype, loss_scale), run("fast", dtype, loss_scale)
+
+    def error(got: torch.Tensor, want: torch.Tensor) -> float:
+        return float((got - want).abs().max() / want.abs().max())
+
+    for name, want in reference.items():
+        assert torch.isfinite(fast[name]).all(), name
+        assert error(fast[name], want) <= 2 * error(plain[name], want) + 1e-9, (name, error(fast[name], want), error(plain[name], want))
