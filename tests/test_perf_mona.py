@@ -364,6 +364,36 @@ def test_keep_mask_probability_and_reproducibility():
     assert torch.equal(drop.eval()(x), x)
 
 
+def test_native_keep_mask_the_gpu_path_draws_the_same_distribution_in_one_op():
+    """On CUDA keep_mask uses torch's bernoulli_ (issue 13: the word trick adds launches there);
+    forced on the CPU here: right rate, seeded, one computing op, and both Mona forms still drop the
+    same units with it."""
+    from unittest import mock
+
+    from monatune.layers import dropout
+
+    torch.manual_seed(0)
+    mask = dropout.keep_mask((1001, 999), 0.1, native=True)
+    assert mask.dtype == torch.bool and mask.shape == (1001, 999)
+    assert abs(1 - mask.float().mean().item() - 0.1) < 5 * (0.09 / mask.numel()) ** 0.5
+    torch.manual_seed(0)
+    assert torch.equal(dropout.keep_mask((1001, 999), 0.1, native=True), mask)
+    with torch.profiler.profile() as prof:
+        dropout.keep_mask((64, 64), 0.1, native=True)
+    assert [e.name for e in prof.events() if e.name.startswith("aten::") and e.name != "aten::empty"] == ["aten::bernoulli_"]
+    original, calls = dropout.keep_mask, []
+
+    def native_mask(shape, p, device="cpu"):
+        calls.append(shape)
+        return original(shape, p, device, native=True)
+
+    fast, plain = _pair(16)
+    x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
+    with mock.patch("monatune.layers.mona.keep_mask", native_mask), mock.patch.object(dropout, "keep_mask", native_mask):
+        _assert_same(_run(fast, x, grad), _run(plain, x, grad))
+    assert len(calls) == 2  # one mask per form: the patched, native draw was used
+
+
 @pytest.mark.parametrize(("dtype", "loss_scale"), [(torch.float16, 2.0**8), (torch.bfloat16, 1.0)])
 def test_fast_form_under_autocast_errs_at_most_twice_the_plain_form_against_fp64(dtype, loss_scale):
     """Issue 13 item 2: output, input gradient (through the fast form's input recovery x = y - branch)

@@ -8,6 +8,9 @@ thresholds: the low 32 bits are uniform over int32, the high 31 bits uniform ove
 Each element is dropped with probability round(p * 2^32) / 2^32 (low half) or
 round(p * 2^31) / 2^31 (high half): within 2^-31 of p, finer than the 24-bit float uniforms that
 ``bernoulli_`` compares against.
+
+On other devices (CUDA) torch's own ``bernoulli_`` is one fused kernel and the word trick only adds
+launches (issue 13), so ``keep_mask`` uses it there (``native=None`` picks by device).
 """
 
 from __future__ import annotations
@@ -19,14 +22,22 @@ import torch
 from torch import nn
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A bool tensor of ``shape``: True (keep) with probability 1 - p, independently per element."""
+def keep_mask(
+    shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu", native: bool | None = None
+) -> torch.Tensor:
+    """A bool tensor of ``shape``: True (keep) with probability 1 - p, independently per element.
+
+    ``native``: draw with torch's ``bernoulli_`` (one kernel) instead of the two-per-word trick;
+    None = on every device but the CPU."""
     shape = tuple(int(size) for size in shape)
     if p <= 0.0:
         return torch.ones(shape, dtype=torch.bool, device=device)
     if p >= 1.0:
         return torch.zeros(shape, dtype=torch.bool, device=device)
-    return _keep_mask(math.prod(shape), float(p), torch.device(device)).view(shape)
+    device = torch.device(device)
+    if native if native is not None else device.type != "cpu":
+        return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1.0 - p)
+    return _keep_mask(math.prod(shape), float(p), device).view(shape)
 
 
 @torch.library.custom_op("monatune::keep_mask", mutates_args=())
