@@ -1,19 +1,23 @@
-"""Issue 6 on a GPU, in one short run: inference latency and training step time / peak memory, AMP.
+"""Issue 13's GPU table in one short run: step time and peak memory per method, and inference.
 
-For a lent GPU with little time: one process, one call. Per setting (Swin-T/B/L at 224, batch 8):
+For a lent GPU with little time (<= 8 minutes): one process, one call. Per setting, each method alone
+(a fresh model, ``--warmup`` steps, then ``--steps`` timed with CUDA events; the median), its peak
+``max_memory_allocated`` over those steps:
 
-- memory: each of full, mona, mona_plain, normtuning alone (2 steps), peak ``max_memory_allocated``;
-- training time: the four models take steps in turn (``--steps`` cycles after one warm-up), ratio =
-  median over cycles of a method's step time over full's in the same cycle;
-- inference: plain Swin vs Mona (public form) vs Mona fused, one forward each in turn.
+- ``cls_b224``: Swin-B classification at 224, batch 64 (cross-entropy);
+- ``dense_l512``: dense Swin-L at 512, batch 8 (the four stage maps into 1x1 heads, loss = their squares);
+- ``dense_b1024``: dense Swin-B at 1024, batch 2;
+- ``tiny``: the scripts' smoke test (seconds, any device).
 
-Forward and loss run under ``torch.autocast(device, dtype)`` (``--amp bf16`` default; ``fp16`` adds a
-GradScaler; ``none`` for fp32). Every number is stored with the device name.
+Methods: full, mona (the default form: "lean" on a GPU), mona_fast and mona_public (the public code's
+form: plain, torch's nn.Dropout), lora, adapter, adaptformer, normtuning; the dense settings take fewer
+(``DENSE_METHODS``). ``--compile-setting`` adds ``torch.compile(model)`` rows for full and mona in one
+setting (compile time reported apart). Inference (Swin-B 224, batch 64 and 1): plain Swin, public form,
+Mona unfused, Mona fused. Forward and loss run under ``torch.autocast`` (``--amp bf16`` default; fp16
+adds a GradScaler). Every figure is stored with the device's name. Weights are random.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/gpu.py --out bench/results/gpu.json     # on the GPU machine
-    python bench/gpu.py --device cpu --settings tiny --amp none --steps 1 --cycles 1  # smoke test
-
-Written and smoke-tested on CPU only; no GPU had been lent when it was written.
+    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=src python bench/gpu.py --out $OUT/gpu.json      # on the GPU
+    python bench/gpu.py --device cpu --settings tiny --amp none --steps 1 --infer tiny  # smoke test
 """
 
 from __future__ import annotations
@@ -28,115 +32,156 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
-from harness import SETTINGS, Setting, build_model, machine, make_batch, median, public_form  # noqa: E402
-from train_step import build_trainer  # noqa: E402
+from harness import DenseProbe, Setting, machine, median, public_form  # noqa: E402
 
-GPU_SETTINGS = {
-    "swin_t_224": SETTINGS["swin_t_224"],
-    "swin_b_224": SETTINGS["swin_b_224"],
-    "swin_l_224": Setting("swin_l_224", "swin_large_patch4_window7_224", 224, 8),
-    "tiny": SETTINGS["tiny"],
+SETTINGS = {
+    "cls_b224": Setting("cls_b224", "swin_base_patch4_window7_224", 224, 64),
+    "dense_l512": Setting("dense_l512", "swin_large_patch4_window7_224", 512, 8, dense=True),
+    "dense_b1024": Setting("dense_b1024", "swin_base_patch4_window7_224", 1024, 2, dense=True),
+    "tiny": Setting("tiny", "swin_nano_synthetic", 64, 2),
+    "tiny_dense": Setting("tiny_dense", "swin_nano_synthetic", 64, 2, dense=True),
 }
-TRAIN_METHODS = ("full", "mona", "mona_plain", "normtuning")
+METHODS = ("full", "mona", "mona_fast", "mona_public", "lora", "adapter", "adaptformer", "normtuning")
+DENSE_METHODS = {"dense_l512": ("full", "mona", "mona_public", "lora", "normtuning"), "dense_b1024": ("full", "mona", "lora")}
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mb(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def run_setting(setting: Setting, device: torch.device, amp: str, steps: int, cycles: int) -> dict:
-    from monatune.fuse import fuse
+def build(setting: Setting, method: str) -> tuple[nn.Module, list[str]]:
+    """A fresh model of ``setting`` (random weights) tuned by ``method``."""
+    import monatune
+    from monatune.fuse import set_mona_form
 
     torch.manual_seed(0)
-    base, heads = build_model(setting)
-    result: dict = {"memory_mb": {}, "train_s": {}, "infer_s": {}}
-    for method in TRAIN_METHODS:  # memory: one model at a time
-        _reset_peak(device)
-        model, step = build_trainer(base, heads, method, setting, device, AMP[amp])
-        for _ in range(2):
-            step()
-        _sync(device)
-        result["memory_mb"][method] = _peak_mb(device)
-        del model, step
-    steppers = {m: build_trainer(base, heads, m, setting, device, AMP[amp])[1] for m in TRAIN_METHODS}
-    for i in range(steps + 1):  # in turn; cycle 0 warms up
-        for method, step in steppers.items():
-            t = timed(step, device)
-            if i:
-                result["train_s"].setdefault(method, []).append(t)
-    del steppers
-    _reset_peak(device)
-    import monatune
+    if setting.dense:
+        model, heads = DenseProbe(monatune.create_backbone(setting.arch, dense=True)), ["heads"]
+    else:
+        model, heads = monatune.create_backbone(setting.arch, num_classes=100), ["head"]
+    monatune.apply(model, method.split("_")[0], train_modules=heads)
+    if method == "mona_fast":
+        set_mona_form(model, "fast")
+    if method == "mona_public":
+        public_form(model)
+    return model, heads
 
-    tuned = monatune.apply(copy.deepcopy(base), "mona", train_modules=heads)
+
+def _batch(setting: Setting, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(setting.batch, 3, setting.size, setting.size, generator=g)
+    return images.to(device), torch.randint(0, 100, (setting.batch,), generator=g).to(device)
+
+
+def _loss(output, labels: torch.Tensor) -> torch.Tensor:
+    if isinstance(output, list):
+        return sum(o.float().square().mean() for o in output)
+    return nn.functional.cross_entropy(output.float(), labels)
+
+
+class Clock:
+    """Milliseconds of a call: CUDA events on a GPU, wall time elsewhere."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        begin = time.perf_counter()
+        fn()
+        return (time.perf_counter() - begin) * 1e3
+
+
+def train_row(setting: Setting, method: str, device: torch.device, amp: str, warmup: int, steps: int, compile_: bool) -> dict:
+    model, _ = build(setting, method)
+    model = model.to(device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.05)
+    scaler = torch.amp.GradScaler(device.type) if AMP[amp] == torch.float16 else None
+    forward = torch.compile(model) if compile_ else model
+    images, labels = _batch(setting, device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=AMP[amp], enabled=AMP[amp] is not None):
+            loss = _loss(forward(images), labels)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+    clock = Clock(device)
+    first = clock(step)  # includes compiling when compile_
+    for _ in range(warmup - 1):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    times = [clock(step) for _ in range(steps)]
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    del model, opt, forward
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"step_ms": median(times), "steps_ms": times, "peak_gib": peak, "first_step_ms": first, "trainable": trainable}
+
+
+def infer_rows(setting: Setting, batch: int, device: torch.device, amp: str, cycles: int) -> dict:
+    from monatune.fuse import fuse
+
+    base, _ = build(setting, "fixed")
+    tuned, _ = build(setting, "mona")
     variants = {
         "swin": base.to(device).eval(),
-        "mona_plain": public_form(copy.deepcopy(tuned)).to(device).eval(),
+        "mona_public": public_form(copy.deepcopy(tuned)).to(device).eval(),
+        "mona_unfused": copy.deepcopy(tuned).to(device).eval(),
         "mona_fused": fuse(tuned.to(device)),
     }
-    images = make_batch(setting)[0].to(device)
+    images = torch.randn(batch, 3, setting.size, setting.size, device=device)
+    clock, times = Clock(device), {}
     with torch.inference_mode(), torch.autocast(device.type, dtype=AMP[amp], enabled=AMP[amp] is not None):
-        for i in range(cycles + 1):
+        for i in range(cycles + 1):  # in turn; cycle 0 warms up
             for name, model in variants.items():
-                t = timed(lambda: model(images), device)
+                t = clock(lambda: model(images))
                 if i:
-                    result["infer_s"].setdefault(name, []).append(t)
-    train, infer = result["train_s"], result["infer_s"]
-    result["summary"] = {
-        "train_x_full": {m: median([a / b for a, b in zip(train[m], train["full"])]) for m in train},
-        "memory_x_full": {m: (v / result["memory_mb"]["full"] if v else None) for m, v in result["memory_mb"].items()},
-        "infer_x_swin": {m: median([a / b for a, b in zip(infer[m], infer["swin"])]) for m in infer},
-        "full_step_s": median(train["full"]),
-        "swin_infer_s": median(infer["swin"]),
-    }
-    return result
+                    times.setdefault(name, []).append(t)
+    return {name: {"ms": median(ts), "x_swin": median(ts) / median(times["swin"])} for name, ts in times.items()}
 
 
 def format_table(results: dict) -> str:
-    lines = [f"device: {results['device']}, amp: {results['amp']}", "",
-             "| setting | step x full: mona / mona_plain / normtuning | peak memory x full: mona / mona_plain / normtuning "
-             "| inference x swin: mona_plain / mona_fused | full step s | swin forward ms |",
-             "|---|---|---|---|---:|---:|"]  # fmt: skip
-
-    def fmt(d: dict, keys) -> str:
-        return " / ".join("-" if d.get(k) is None else f"{d[k]:.2f}" for k in keys)
-
-    for name, r in results["settings"].items():
-        s = r["summary"]
-        lines.append(
-            f"| {name} | {fmt(s['train_x_full'], TRAIN_METHODS[1:])} | {fmt(s['memory_x_full'], TRAIN_METHODS[1:])} "
-            f"| {fmt(s['infer_x_swin'], ('mona_plain', 'mona_fused'))} | {s['full_step_s']:.3f} | {s['swin_infer_s'] * 1e3:.1f} |"
-        )
+    lines = [f"device: {results['device']}, amp: {results['amp']}, torch {results['machine']['torch']}", ""]
+    for key, rows in results["train"].items():
+        full = rows.get("full", {}).get("step_ms")
+        lines += [f"**{key}** ({results['settings'][key]})", "", "| method | step ms | x full | peak GiB | trainable |", "|---|---:|---:|---:|---:|"]
+        for method, r in rows.items():
+            peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+            ratio = f"{r['step_ms'] / full:.2f}" if full else "-"
+            lines.append(f"| {method} | {r['step_ms']:.1f} | {ratio} | {peak} | {r['trainable']:,} |")
+        lines.append("")
+    for key, rows in results["infer"].items():
+        lines += [f"**inference {key}**", "", "| model | ms | x swin |", "|---|---:|---:|"]
+        lines += [f"| {name} | {r['ms']:.1f} | {r['x_swin']:.2f} |" for name, r in rows.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--settings", nargs="+", default=["swin_t_224", "swin_b_224", "swin_l_224"], choices=list(GPU_SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=["cls_b224", "dense_l512", "dense_b1024"], choices=list(SETTINGS))
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="default: all (fewer on dense settings)")
     parser.add_argument("--amp", choices=list(AMP), default="bf16")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--compile-setting", default=None, choices=list(SETTINGS), help="add compiled full and mona rows here")
+    parser.add_argument("--infer", default="cls_b224", choices=list(SETTINGS), help="inference setting (batch and batch 1)")
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -144,10 +189,24 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here (use --device cpu for a smoke test)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()["cpu"]
-    results: dict = {"device": name, "amp": args.amp, "machine": machine(), "args": vars(args) | {"out": str(args.out)}, "settings": {}}
+    results: dict = {
+        "device": name, "amp": args.amp, "machine": machine(), "args": vars(args) | {"out": str(args.out)},
+        "settings": {k: f"{s.arch}, {s.size}px, batch {s.batch}{', dense' if s.dense else ''}" for k, s in SETTINGS.items()},
+        "train": {}, "infer": {},
+    }  # fmt: skip
     for key in args.settings:
-        results["settings"][key] = run_setting(GPU_SETTINGS[key], device, args.amp, args.steps, args.cycles)
-        print(f"[{key}] {json.dumps(results['settings'][key]['summary'])}", file=sys.stderr, flush=True)
+        setting = SETTINGS[key]
+        methods = args.methods or DENSE_METHODS.get(key, METHODS)
+        rows = results["train"].setdefault(key, {})
+        for method in methods:
+            rows[method] = train_row(setting, method, device, args.amp, args.warmup, args.steps, compile_=False)
+            print(f"[{key}] {method}: {rows[method]['step_ms']:.1f} ms, {rows[method]['peak_gib']} GiB", file=sys.stderr, flush=True)
+        if args.compile_setting == key:
+            for method in ("full", "mona"):
+                rows[f"{method}+compile"] = train_row(setting, method, device, args.amp, args.warmup, args.steps, compile_=True)
+    setting = SETTINGS[args.infer]
+    for batch in (setting.batch, 1):
+        results["infer"][f"{args.infer} b{batch}"] = infer_rows(setting, batch, device, args.amp, args.cycles)
     table = format_table(results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,15 @@ def test_gpu_script_runs_on_the_cpu(tmp_path):
     finally:
         sys.path.remove(str(BENCH))
     out = tmp_path / "gpu.json"
-    results = gpu.main(["--device", "cpu", "--settings", "tiny", "--amp", "none", "--steps", "1", "--cycles", "1", "--out", str(out)])
-    summary = results["settings"]["tiny"]["summary"]
-    assert summary["train_x_full"]["full"] == 1.0 and set(summary["infer_x_swin"]) == {"swin", "mona_plain", "mona_fused"}
-    assert out.is_file() and "tiny" in out.with_suffix(".md").read_text()
+    args = ["--device", "cpu", "--settings", "tiny", "tiny_dense", "--amp", "none", "--warmup", "1", "--steps", "1"]
+    results = gpu.main([*args, "--infer", "tiny", "--cycles", "1", "--out", str(out)])  # (no --compile-setting: minutes here)
+    tiny = results["train"]["tiny"]
+    assert set(tiny) == set(gpu.METHODS) and set(results["train"]["tiny_dense"]) == set(gpu.METHODS)
+    trainable = {m: r["trainable"] for m, r in tiny.items()}
+    assert trainable["full"] > trainable["mona"] == trainable["mona_fast"] == trainable["mona_public"] > trainable["normtuning"]
+    assert all(r["step_ms"] > 0 for r in tiny.values())
+    assert set(results["infer"]) == {"tiny b2", "tiny b1"} and results["infer"]["tiny b1"]["swin"]["x_swin"] == 1.0
+    assert out.is_file() and "mona_fused" in out.with_suffix(".md").read_text()
 
 
 def test_flop_count_of_a_depthwise_conv_step_is_three_forwards(bench):
@@ -146,8 +151,22 @@ def test_launch_count_counts_leaf_ops_only_and_each_form_of_mona(bench):
     leaves, computing = launch_count.leaf_aten_events(lambda: torch.nn.functional.linear(a.view(1, 3), b.view(1, 3)))
     assert "aten::linear" not in leaves  # a parent op is not a leaf
     assert all(op not in computing for op in launch_count.NO_KERNEL) and sum(computing.values()) < sum(leaves.values())
-    for name, module in launch_count.forms(8).items():
+    for name, module in launch_count.forms(8, compiled=False).items():
         x = torch.randn(1, 4, 4, 8, requires_grad=True)
         forward_only = sum(launch_count.leaf_aten_events(lambda: module(x))[0].values())
         both = sum(launch_count.count_form(module, (1, 4, 4, 8))[0].values())
         assert both > forward_only > 10, (name, forward_only, both)  # the backward's ops are counted too
+
+
+def test_the_gpu_path_needs_at_most_a_third_of_the_fast_forms_launches(bench):
+    """Issue 13's target, at a small shape (the op count does not depend on the sizes): the compiled
+    lean form (inductor; each generated kernel counted) against the fast form the issue started from;
+    the eager lean form has fewer too. Counts, not times: deterministic."""
+    import launch_count
+
+    counts = {name: launch_count.count_form(module, (2, 8, 8, 16)) for name, module in launch_count.forms(16).items()}
+    total = {name: sum(leaves.values()) for name, (leaves, _) in counts.items()}
+    computing = {name: sum(c.values()) for name, (_, c) in counts.items()}
+    assert counts["compiled"][0]["inductor kernel"] >= 5  # the generated kernels are counted
+    assert 3 * total["compiled"] <= total["fast"] and 3 * computing["compiled"] <= computing["fast"], (total, computing)
+    assert total["lean"] < total["fast"] and computing["lean"] < computing["fast"]

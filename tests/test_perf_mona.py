@@ -27,8 +27,12 @@ def _randomized(module: nn.Module, scale: float = 0.2) -> nn.Module:
     return module
 
 
-def _pair(dim: int, **kwargs) -> tuple[Mona, Mona]:
+FAST_FORMS = ("fast", "lean")  # the composed forms: the CPU's and the GPU path (forced on the CPU here)
+
+
+def _pair(dim: int, form: str = "fast", **kwargs) -> tuple[Mona, Mona]:
     fast = _randomized(Mona(dim, **kwargs))
+    fast.form = form
     plain = copy.deepcopy(fast)
     plain.form = "plain"
     return fast, plain
@@ -69,16 +73,18 @@ def _assert_same(a, b, tol=1e-5):
     ids=["default", "scalar", "k35", "k137", "mid8"],
 )
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_fast_form_matches_plain_form(kwargs, train):
-    fast, plain = _pair(24, **kwargs)
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_fast_form_matches_plain_form(form, kwargs, train):
+    fast, plain = _pair(24, form, **kwargs)
     fast.train(train), plain.train(train)
     x, grad = torch.randn(2, 9, 11, 24), torch.randn(2, 9, 11, 24)
     # train mode: dropout on, same seed -> the same mask (the fast form draws as F.dropout does)
     _assert_same(_run(fast, x, grad), _run(plain, x, grad))
 
 
-def test_fast_form_on_tokens_and_on_input_without_grad():
-    fast, plain = _pair(16)
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_fast_form_on_tokens_and_on_input_without_grad(form):
+    fast, plain = _pair(16, form)
     x = torch.randn(2, 6 * 5, 16)
     with torch.no_grad():
         _close(fast.eval()(x, hw=(6, 5)), plain.eval()(x, hw=(6, 5)))
@@ -125,9 +131,10 @@ def test_depthwise_weight_grad_matches_autograd(shape, k, tile):
     torch.testing.assert_close(_depthwise_weight_grad(x, g, k, tile=tile), expected)
 
 
-def test_fast_form_saves_less_than_plain_form():
-    fast, plain = _pair(96)
-    x = torch.randn(2, 14, 14, 96, requires_grad=True)
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_fast_form_saves_less_than_plain_form(form):
+    fast, plain = _pair(96, form)
+    x = torch.randn(4, 14, 14, 96, requires_grad=True)
 
     def saved_bytes(module):
         storages: dict[int, int] = {}
@@ -246,8 +253,9 @@ def test_checkpoint_blocks_keeps_results(method):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_on_cpu(dtype):
-    fast, plain = _pair(32)
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_autocast_on_cpu(form, dtype):
+    fast, plain = _pair(32, form)
     x, grad = torch.randn(2, 8, 8, 32), torch.randn(2, 8, 8, 32)
     outs = []
     for m in (fast, plain):
@@ -271,8 +279,10 @@ def test_autocast_on_cpu(dtype):
         _close(fused(x), plain.eval()(x), tol)
 
 
-def test_torch_compile_traces_the_fast_form():
-    fast, plain = _pair(16)
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_torch_compile_traces_the_fast_form(form):
+    torch._dynamo.reset()  # other tests in this process compiled Mona.forward at other shapes
+    fast, plain = _pair(16, form)
     x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
     compiled = torch.compile(fast, backend="aot_eager", fullgraph=True)
     _assert_same(_run(compiled, x, grad), _run(plain, x, grad))
@@ -281,10 +291,12 @@ def test_torch_compile_traces_the_fast_form():
         torch.testing.assert_close(fused(x), plain.eval()(x), rtol=1e-5, atol=1e-5)
 
 
-def test_the_traced_training_graph_views_no_bool_tensor_as_another_dtype():
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_the_traced_training_graph_views_no_bool_tensor_as_another_dtype(form):
     """Inductor cannot lower ``aten.view.dtype`` of a bool tensor (on CUDA, torch 2.11: "torch.bool is
     not supported by torch.iinfo"); the fast form kept its dropout mask as a uint8 view of the bool
     ``keep_mask``. Every forward and backward graph AOTAutograd hands a compiler must be free of it."""
+    torch._dynamo.reset()  # other tests in this process compiled Mona.forward at other shapes
     from functorch.compile import make_boxed_func
     from torch._dynamo.backends.common import aot_autograd
 
@@ -294,7 +306,7 @@ def test_the_traced_training_graph_views_no_bool_tensor_as_another_dtype():
         graphs.append(gm)
         return make_boxed_func(gm.forward)
 
-    fast, plain = _pair(16)
+    fast, plain = _pair(16, form)
     x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
     compiled = torch.compile(fast, backend=aot_autograd(fw_compiler=collect, bw_compiler=collect), fullgraph=True)
     _assert_same(_run(compiled, x, grad), _run(plain, x, grad))
@@ -303,18 +315,36 @@ def test_the_traced_training_graph_views_no_bool_tensor_as_another_dtype():
     assert [n for n in views if n.args[0].meta["val"].dtype == torch.bool] == []
 
 
-def test_inductor_compiles_the_fast_form_for_training_on_cpu():
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_inductor_compiles_the_fast_form_for_training_on_cpu(form):
     """``torch.compile`` with inductor (the default backend) in training: same output and gradients
     as the eager plain form (about 20 s of compiling on 2 cores, once)."""
-    fast, plain = _pair(16)
+    torch._dynamo.reset()  # other tests in this process compiled Mona.forward at other shapes
+    fast, plain = _pair(16, form)
     x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
     _assert_same(_run(torch.compile(fast), x, grad), _run(plain, x, grad), tol=1e-4)
 
 
-def test_mona_keeps_no_stream_tensor_of_its_own_in_a_swin():
+def test_compiled_form_matches_the_plain_form_in_training_and_inference_and_nests_in_a_compiled_model():
+    """The "compiled" form (the lean function through inductor, compiled once and shared by every
+    Mona): training step and eval output as the plain form; an outer ``torch.compile`` of a model
+    that holds it traces through (fullgraph)."""
+    torch._dynamo.reset()  # other tests in this process compiled Mona.forward at other shapes
+    compiled, plain = _pair(16, "compiled")
+    x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
+    _assert_same(_run(compiled, x, grad), _run(plain, x, grad), tol=1e-4)
+    with torch.no_grad():
+        _close(compiled.eval()(x), plain.eval()(x), 1e-4)
+    outer = torch.compile(compiled.train(), backend="aot_eager", fullgraph=True)
+    _assert_same(_run(outer, x, grad), _run(plain.train(), x, grad), tol=1e-4)
+
+
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_mona_keeps_no_stream_tensor_of_its_own_in_a_swin(form):
     """Backward keeps Mona's output (which the next LayerNorm keeps anyway), never its input."""
     torch.manual_seed(0)
     model = monatune.apply(tiny_timm_swin(embed_dim=32, num_classes=3), "mona", mid_dim=4).train()
+    set_mona_form(model, form)
     inputs, outputs = [], []
 
     def record(name):
@@ -395,7 +425,8 @@ def test_native_keep_mask_the_gpu_path_draws_the_same_distribution_in_one_op():
 
 
 @pytest.mark.parametrize(("dtype", "loss_scale"), [(torch.float16, 2.0**8), (torch.bfloat16, 1.0)])
-def test_fast_form_under_autocast_errs_at_most_twice_the_plain_form_against_fp64(dtype, loss_scale):
+@pytest.mark.parametrize("form", FAST_FORMS)
+def test_fast_form_under_autocast_errs_at_most_twice_the_plain_form_against_fp64(form, dtype, loss_scale):
     """Issue 13 item 2: output, input gradient (through the fast form's input recovery x = y - branch)
     and every parameter gradient, each against an fp64 run of the plain form; fp16 with a loss scale
     as ``16-mixed``'s gradient scaler applies (2^8 here: no overflow at these sizes), bf16 unscaled.
@@ -418,7 +449,7 @@ def test_fast_form_under_autocast_errs_at_most_twice_the_plain_form_against_fp64
         return {"output": y.detach().double(), "input grad": x.grad.double() / scale} | {n: p.grad.double() / scale for n, p in module.named_parameters()}
 
     reference = run("plain", torch.float64, 1.0)
-    plain, fast = run("plain", dtype, loss_scale), run("fast", dtype, loss_scale)
+    plain, fast = run("plain", dtype, loss_scale), run(form, dtype, loss_scale)
 
     def error(got: torch.Tensor, want: torch.Tensor) -> float:
         return float((got - want).abs().max() / want.abs().max())
@@ -426,3 +457,45 @@ def test_fast_form_under_autocast_errs_at_most_twice_the_plain_form_against_fp64
     for name, want in reference.items():
         assert torch.isfinite(fast[name]).all(), name
         assert error(fast[name], want) <= 2 * error(plain[name], want) + 1e-9, (name, error(fast[name], want), error(plain[name], want))
+
+
+def test_every_form_under_fp16_with_torchs_gradient_scaler_errs_at_most_twice_the_plain_form():
+    """fp16 autocast with ``torch.amp.GradScaler`` at its defaults (initial scale 2^16, as Lightning's
+    ``16-mixed`` creates it on CUDA; on the CPU here): steps are skipped and the scale halved until no
+    gradient overflows; the unscaled gradients of every form then err at most 2x the plain form's
+    against fp64. Gammas at 1e-6, where unscaled fp16 gradients of Mona's LayerNorm underflow."""
+    torch.manual_seed(0)
+    base = Mona(32).train()
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            p.copy_(1e-6 * (1 + torch.rand_like(p)) if "gamma" in name else p + 0.05 * torch.randn_like(p))
+    x0, g0 = torch.randn(2, 12, 12, 32), torch.randn(2, 12, 12, 32)
+
+    def grads(form: str, dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], int]:
+        module = copy.deepcopy(base).to(torch.float64 if dtype == torch.float64 else torch.float32)
+        module.form = form
+        opt = torch.optim.SGD(module.parameters(), lr=0.0)
+        scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)
+        for attempt in range(40):
+            opt.zero_grad(set_to_none=True)
+            x = x0.to(next(module.parameters()).dtype)
+            torch.manual_seed(1)
+            with torch.autocast("cpu", dtype=torch.float16, enabled=dtype == torch.float16):
+                y = module(x)
+            scaler.scale((y.to(x.dtype) * g0.to(x.dtype)).sum()).backward()
+            scaler.unscale_(opt)
+            found_inf = sum(v.item() for v in scaler._found_inf_per_device(opt).values()) if scaler.is_enabled() else 0
+            scaler.step(opt)
+            scaler.update()
+            if not found_inf:
+                return {n: p.grad.double() for n, p in module.named_parameters()}, attempt
+        raise AssertionError(f"{form}: every step overflowed")
+
+    reference, _ = grads("plain", torch.float64)
+    plain, _ = grads("plain", torch.float16)
+    for form in FAST_FORMS:
+        got, _ = grads(form, torch.float16)
+        for name, want in reference.items():
+            scale = want.abs().max()
+            err, err_plain = float((got[name] - want).abs().max() / scale), float((plain[name] - want).abs().max() / scale)
+            assert err <= 2 * err_plain + 1e-9, (form, name, err, err_plain)

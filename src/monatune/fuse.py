@@ -44,8 +44,9 @@ def unfuse(model: nn.Module) -> nn.Module:
 
 
 def set_mona_form(model: nn.Module, form: MonaForm) -> nn.Module:
-    """Run every Mona in ``model`` in ``form``: "fast" (default; exact composed kernels) or "plain"
-    (SPEC §1 literally: three convs and a 1x1 conv, for reference and comparison). Returns ``model``."""
+    """Run every Mona in ``model`` in ``form``: "auto" (default: "fast" on the CPU, "lean" on other
+    devices), "fast" (composed kernels, least memory, tuned for the CPU), "lean" (fewest operator
+    launches: the GPU path) or "plain" (SPEC §1 literally, for reference). All are exact. Returns ``model``."""
     if form not in FORMS:
         raise ValueError(f"unknown Mona form {form!r}; valid: {', '.join(FORMS)}")
     for module in model.modules():

@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from monatune.layers.dropout import Dropout, keep_mask
+from monatune.layers.mona_lean import MonaParams, apply_lean, compiled_lean, folds_identity
 
 ScaleKind = Literal["vector", "scalar"]
-MonaForm = Literal["fast", "plain"]
-FORMS = ("fast", "plain")
+MonaForm = Literal["auto", "fast", "lean", "compiled", "plain"]
+FORMS = ("auto", "fast", "lean", "compiled", "plain")
 
 
 class MultiCognitiveConv(nn.Module):
@@ -57,21 +58,25 @@ class MultiCognitiveConv(nn.Module):
         z = z + sum(conv(z) for conv in convs) / len(convs)
         return z + self.projector(z)
 
-    def composed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def composed(self, fold_identity: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The exact one-conv form, differentiable w.r.t. the parameters.
 
         Returns ``(kernel (n, 1, k, k), bias (n,), proj (n, n), proj_bias (n,))`` with k the largest
         kernel size: ``z + mean_k(dwconv_k(z)) = dwconv(z; kernel, bias)`` and
-        ``z + projector(z) = proj @ z + proj_bias`` per pixel.
+        ``z + projector(z) = proj @ z + proj_bias`` per pixel. ``fold_identity=False``: without the
+        two identities (kernel + 1 at the centre, proj + I), for fp16/bf16, where a 1 + w weight
+        would round w to the precision of the 1: the caller adds z itself.
         """
         convs = self.depthwise_convs()
         k_max = max(self.kernel_sizes)
         kernel = sum(F.pad(c.weight, [(k_max - k) // 2] * 4) for c, k in zip(convs, self.kernel_sizes))
         kernel = kernel / len(convs)
-        centre = torch.zeros(k_max, k_max, dtype=kernel.dtype, device=kernel.device)
-        centre[k_max // 2, k_max // 2] = 1.0
         bias = sum(c.bias for c in convs) / len(convs)
         w = self.projector.weight.flatten(1)
+        if not fold_identity:
+            return kernel, bias, w, self.projector.bias
+        centre = torch.zeros(k_max, k_max, dtype=kernel.dtype, device=kernel.device)
+        centre[k_max // 2, k_max // 2] = 1.0
         proj = w + torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
         return kernel + centre, bias, proj, self.projector.bias
 
@@ -89,10 +94,11 @@ class Mona(nn.Module):
         scale: "vector" (per-channel gamma/gammax, the public code) or "scalar" (the paper's s1, s2).
         dropout: dropout after GELU.
 
-    Attribute ``form`` ("fast" default, or "plain") picks the computation; both are exact.
+    Attribute ``form`` picks the computation, all exact: "auto" (default: "fast" on the CPU, "lean"
+    elsewhere), "fast", "lean", "compiled" (lean through inductor) or "plain".
     """
 
-    form: MonaForm = "fast"
+    form: MonaForm = "auto"
 
     def __init__(
         self,
@@ -117,7 +123,7 @@ class Mona(nn.Module):
         for linear in (self.project1, self.project2):
             nn.init.trunc_normal_(linear.weight, std=0.02)
             nn.init.zeros_(linear.bias)
-        self._fused: tuple[torch.Tensor, ...] | None = None  # set by ``fuse_`` (inference only)
+        self._fused: dict[bool, tuple[torch.Tensor, ...]] | None = None  # by fold_identity; ``fuse_`` sets it
         self.register_load_state_dict_post_hook(_refuse_after_load)  # new weights -> fresh cache
 
     def _as_map(self, x: torch.Tensor, hw: tuple[int, int] | None) -> tuple[torch.Tensor, bool]:
@@ -136,19 +142,35 @@ class Mona(nn.Module):
         """Input optimisation: gamma * LN(x) + gammax * x."""
         return self.gamma * self.norm(x) + self.gammax * x
 
-    def composed_weights(self) -> tuple[torch.Tensor, ...]:
+    def composed_weights(self, fold_identity: bool = True) -> tuple[torch.Tensor, ...]:
         """All weights of the fast form, differentiable: LN weight/bias with gamma folded in, gammax,
-        project1, composed conv, composed projector, project2 (see ``_mona_fast``)."""
-        kernel, kbias, proj, pbias = self.adapter_conv.composed()
+        project1, composed conv, composed projector, project2 (see ``_mona_fast``); the identities
+        folded in or not (``MultiCognitiveConv.composed``)."""
+        kernel, kbias, proj, pbias = self.adapter_conv.composed(fold_identity)
         ln_w, ln_b = self.gamma * self.norm.weight, self.gamma * self.norm.bias
         gammax = self.gammax.expand(self.dim)
         p1, p2 = self.project1, self.project2
         return ln_w, ln_b, gammax, p1.weight, p1.bias, kernel, kbias, proj, pbias, p2.weight, p2.bias
 
+    def lean_params(self) -> MonaParams:
+        """The parameters in the order the lean form's function takes them."""
+        convs = self.adapter_conv.depthwise_convs()
+        p1, p2, proj = self.project1, self.project2, self.adapter_conv.projector
+        return MonaParams(
+            self.norm.weight, self.norm.bias, self.gamma, self.gammax, p1.weight, p1.bias, proj.weight, proj.bias,
+            p2.weight, p2.bias, tuple(c.weight for c in convs), tuple(c.bias for c in convs),
+        )  # fmt: skip
+
+    def resolved_form(self, device: torch.device) -> MonaForm:
+        """The form this module computes in on ``device`` ("auto" resolved)."""
+        if self.form != "auto":
+            return self.form
+        return "fast" if device.type == "cpu" else "lean"
+
     def fuse_(self) -> "Mona":
         """Cache the composed weights for inference (``monatune.fuse`` calls this); returns self."""
         with torch.no_grad():
-            self._fused = tuple(t.detach().clone() for t in self.composed_weights())
+            self._fused = {fold: tuple(t.detach().clone() for t in self.composed_weights(fold)) for fold in (True, False)}
         return self
 
     def unfuse_(self) -> "Mona":
@@ -163,15 +185,18 @@ class Mona(nn.Module):
     def _apply(self, fn, recurse=True):  # .to()/.half() etc.: move the inference cache along
         out = super()._apply(fn, recurse)
         if self._fused is not None:
-            self._fused = tuple(fn(t) for t in self._fused)
+            self._fused = {fold: tuple(fn(t) for t in weights) for fold, weights in self._fused.items()}
         return out
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
         x_map, was_tokens = self._as_map(x, hw)
-        if self.form == "plain" and self._fused is None:
-            y = self._forward_plain(x_map)
-        else:
+        form = self.resolved_form(x.device)
+        if self._fused is not None or form == "fast":
             y = self._forward_fast(x_map)
+        elif form in ("lean", "compiled"):
+            y = self._forward_lean(x_map, compiled=form == "compiled")
+        else:
+            y = self._forward_plain(x_map)
         return y.reshape(x.shape) if was_tokens else y
 
     def _forward_plain(self, x_map: torch.Tensor) -> torch.Tensor:
@@ -179,20 +204,24 @@ class Mona(nn.Module):
         z = self.adapter_conv(z.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x_map + self.project2(self.dropout(F.gelu(z)))
 
+    def _forward_lean(self, x_map: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+        p = self.dropout.p if self.training else 0.0
+        run = compiled_lean() if compiled else apply_lean
+        return run(x_map.contiguous(), self.norm.eps, p, _autocast_dtype(x_map), *self.lean_params().flat())
+
     def _forward_fast(self, x_map: torch.Tensor) -> torch.Tensor:
         p = self.dropout.p if self.training else 0.0
         if self._fused is not None:
             if self.training and torch.is_grad_enabled():
                 raise RuntimeError("this Mona is fused for inference; call monatune.unfuse(model) before training")
-            weights = self._fused
-        else:
-            weights = self.composed_weights()
         dtype = _autocast_dtype(x_map)
+        fold = folds_identity(dtype or x_map.dtype)
+        weights = self._fused[fold] if self._fused is not None else self.composed_weights(fold)
         x_map = x_map.contiguous()
         needs_grad = torch.is_grad_enabled() and (x_map.requires_grad or any(w.requires_grad for w in weights))
         if needs_grad:
-            return _MonaFunction.apply(x_map, self.norm.eps, p, dtype, *weights)
-        return _mona_fast(x_map, weights, self.norm.eps, p, dtype, for_inference=True)[0]
+            return _MonaFunction.apply(x_map, self.norm.eps, p, dtype, fold, *weights)
+        return _mona_fast(x_map, weights, self.norm.eps, p, dtype, fold, for_inference=True)[0]
 
 
 def _refuse_after_load(module: Mona, incompatible_keys: object) -> None:
@@ -210,7 +239,7 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 def _mona_fast(
     x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, p: float, dtype: torch.dtype | None,
-    for_inference: bool = False,
+    fold: bool = True, for_inference: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:  # fmt: skip
     """Fast-form forward on a contiguous (B, H, W, C) map; returns y and what backward keeps.
 
@@ -219,6 +248,7 @@ def _mona_fast(
     output and the dropout mask (bytes), plus y itself (``_MonaFunction``). Backward recomputes z2,
     z3, the activation and project2's output with the same ops on the same inputs (bit-identical),
     then x = y - project2(...) (equal to x up to one rounding) and LN(x) from it.
+    ``fold``: the identities are in the composed kernel and projector (``folds_identity``).
     ``for_inference``: z1 is not kept, so z3 may overwrite it.
     """
     ln_w, ln_b, gammax, w1, b1, kernel, kbias, proj, pbias, w2, b2 = weights
@@ -229,7 +259,7 @@ def _mona_fast(
         u, mean, rstd = _adapter_input(x2, ln_w, ln_b, gammax, eps)
         z1 = F.linear(u.to(md), w1.to(md), b1.to(md))  # (M, n)
         # Dead buffers take later results (fresh large CPU allocations cost page faults).
-        z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias, out=z1 if for_inference else None)
+        z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias, fold, out=z1 if for_inference else None)
         del z2
         act = torch.ops.aten.gelu_(z3)  # temporaries are reused in place: less heap fragmentation
         w2 = w2.to(md)
@@ -259,17 +289,19 @@ def _adapter_input(
 
 def _conv_and_projector(
     z1: torch.Tensor, bsz: int, h: int, w: int, kernel: torch.Tensor, kbias: torch.Tensor,
-    proj: torch.Tensor, pbias: torch.Tensor, out: torch.Tensor | None = None,
+    proj: torch.Tensor, pbias: torch.Tensor, fold: bool = True, out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """z2 = composed depthwise conv of z1 (identity folded in), z3 = z2 (W + I)^T + b; (M, n) rows.
+    """z2 = z1 + composed depthwise conv of z1, z3 = z2 + z2 W^T + b; (M, n) rows. ``fold``: the
+    identities are in ``kernel`` and ``proj`` (float32/64); otherwise they are adds of their own.
 
     ``out``: an (M, n) buffer for z3 (may be z1 itself: the conv has read it by then)."""
     md, n = z1.dtype, z1.shape[1]
     z2 = F.conv2d(_nchw(z1, bsz, h, w), kernel.to(md), kbias.to(md), padding=kernel.shape[-1] // 2, groups=n)
     z2 = z2.permute(0, 2, 3, 1).reshape(-1, n)  # no copy: the conv keeps channels-last
-    if out is None:
-        return z2, F.linear(z2, proj.to(md), pbias.to(md))
-    return z2, torch.addmm(pbias.to(md), z2, proj.to(md).t(), out=out)
+    if not fold:
+        z2 = z2.add_(z1)
+    z3 = F.linear(z2, proj.to(md), pbias.to(md)) if out is None else torch.addmm(pbias.to(md), z2, proj.to(md).t(), out=out)
+    return z2, z3 if fold else z3.add_(z2)
 
 
 def _colsum(t: torch.Tensor) -> torch.Tensor:
@@ -319,9 +351,9 @@ class _MonaFunction(torch.autograd.Function):
     """Fast-form training step: keeps y, LN stats, z1 and a byte mask; recomputes the rest in backward."""
 
     @staticmethod
-    def forward(ctx, x, eps, p, dtype, *weights):  # noqa: D401 - autograd API
-        y, (mean, rstd, z1, mask) = _mona_fast(x, weights, eps, p, dtype)
-        ctx.eps, ctx.p = eps, p
+    def forward(ctx, x, eps, p, dtype, fold, *weights):  # noqa: D401 - autograd API
+        y, (mean, rstd, z1, mask) = _mona_fast(x, weights, eps, p, dtype, fold)
+        ctx.eps, ctx.p, ctx.fold = eps, p, fold
         ctx.has_mask = mask is not None
         # y, not x: the next layer (a LayerNorm) keeps y anyway, so no stream-wide tensor is added
         ctx.save_for_backward(y, mean, rstd, z1, *weights, *([mask] if mask is not None else []))
@@ -333,7 +365,7 @@ class _MonaFunction(torch.autograd.Function):
         y, mean, rstd, z1, *weights = ctx.saved_tensors
         mask = weights.pop() if ctx.has_mask else None
         ln_w, ln_b, gammax, w1, b1, kernel, kbias, proj, pbias, w2, b2 = weights
-        need = ctx.needs_input_grad[4:]
+        need = ctx.needs_input_grad[5:]
         bsz, h, w, c = y.shape
         n = z1.shape[1]
         md, nd = z1.dtype, y.dtype
@@ -342,7 +374,7 @@ class _MonaFunction(torch.autograd.Function):
         with torch.autocast(y.device.type, enabled=False):
             gy2 = gy.reshape(-1, c)
             gym = gy2.to(md)
-            z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias)
+            z2, z3 = _conv_and_projector(z1, bsz, h, w, kernel, kbias, proj, pbias, ctx.fold)
             # project2, dropout, gelu
             act = F.gelu(z3)
             if mask is not None:
@@ -367,8 +399,10 @@ class _MonaFunction(torch.autograd.Function):
             if need[8]:
                 grads[8] = _colsum(g)
             del z2
-            g = torch.mm(g, proj.to(md), out=z3)  # z3 is dead: its buffer takes the new g
+            # z3 is dead: its buffer takes the new g
+            g = torch.mm(g, proj.to(md), out=z3) if ctx.fold else torch.addmm(g, g, proj.to(md), out=z3)
             del z3
+            g_z2 = g
             # composed depthwise conv
             k = kernel.shape[-1]
             tiled = need[5] and z1.device.type == "cpu"  # see _depthwise_weight_grad
@@ -383,6 +417,9 @@ class _MonaFunction(torch.autograd.Function):
             if need[5] and not tiled:
                 grads[5] = gk
             g = g.permute(0, 2, 3, 1).reshape(-1, n)
+            if not ctx.fold:
+                g = g.add_(g_z2)
+            del g_z2
             # project1, on u = LN'(x) + gammax * x recomputed
             u = _adapter_input(x2, ln_w, ln_b, gammax, ctx.eps)[0] if need[3] or need[2] else None
             if need[3]:
@@ -402,4 +439,4 @@ class _MonaFunction(torch.autograd.Function):
                 gx = gx.addcmul_(gu, gammax.to(nd)).add_(gy2).view(bsz, h, w, c)
             del x2
         grads = [None if gr is None else gr.to(wt.dtype) for gr, wt in zip(grads, weights)]
-        return gx, None, None, None, *grads
+        return gx, None, None, None, None, *grads
