@@ -9,8 +9,9 @@ For a lent GPU with little time (<= 8 minutes): one process, one call. Per setti
 - ``dense_b1024``: dense Swin-B at 1024, batch 2;
 - ``tiny``: the scripts' smoke test (seconds, any device).
 
-Methods: full, mona (the default form: "lean" on a GPU), mona_fast and mona_public (the public code's
-form: plain, torch's nn.Dropout), lora, adapter, adaptformer, normtuning; the dense settings take fewer
+Methods: full, mona (the default form: "lean" on a GPU), mona_fast, mona_compiled (the lean form through
+inductor; its first step compiles), mona_public (the public code's form: plain, torch's nn.Dropout),
+lora, adapter, adaptformer, normtuning; the dense settings take fewer
 (``DENSE_METHODS``). ``--compile-setting`` adds ``torch.compile(model)`` rows for full and mona in one
 setting (compile time reported apart). Inference (Swin-B 224, batch 64 and 1): plain Swin, public form,
 Mona unfused, Mona fused. Forward and loss run under ``torch.autocast`` (``--amp bf16`` default; fp16
@@ -43,7 +44,7 @@ SETTINGS = {
     "tiny": Setting("tiny", "swin_nano_synthetic", 64, 2),
     "tiny_dense": Setting("tiny_dense", "swin_nano_synthetic", 64, 2, dense=True),
 }
-METHODS = ("full", "mona", "mona_fast", "mona_public", "lora", "adapter", "adaptformer", "normtuning")
+METHODS = ("full", "mona", "mona_fast", "mona_compiled", "mona_public", "lora", "adapter", "adaptformer", "normtuning")
 DENSE_METHODS = {"dense_l512": ("full", "mona", "mona_public", "lora", "normtuning"), "dense_b1024": ("full", "mona", "lora")}
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -59,8 +60,8 @@ def build(setting: Setting, method: str) -> tuple[nn.Module, list[str]]:
     else:
         model, heads = monatune.create_backbone(setting.arch, num_classes=100), ["head"]
     monatune.apply(model, method.split("_")[0], train_modules=heads)
-    if method == "mona_fast":
-        set_mona_form(model, "fast")
+    if method in ("mona_fast", "mona_compiled"):
+        set_mona_form(model, method.removeprefix("mona_"))
     if method == "mona_public":
         public_form(model)
     return model, heads
