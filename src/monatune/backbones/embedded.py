@@ -23,8 +23,9 @@ from typing import Any
 
 from torch import nn
 
+from monatune.backbones.stats import SYNTHETIC_MEAN as MEAN
+from monatune.backbones.stats import SYNTHETIC_STD as STD
 from monatune.backbones.weights import WeightsError, load_timm_swin_weights
-from monatune.data.synthetic_images import MEAN, STD
 
 EMBEDDED_BACKBONES: dict[str, dict] = {
     "swin_mini_synthetic": {

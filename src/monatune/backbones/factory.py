@@ -95,6 +95,8 @@ def create_backbone(
         if name in EMBEDDED_BACKBONES:
             # a weights file replaces the shipped weights
             load_shipped = not meta and weights is None
+            if dense:  # dense heads: always shift + pad, as every other dense timm Swin
+                kwargs.setdefault("always_partition", True)
             model = create_embedded(name, num_classes=0 if dense else num_classes, load_weights=load_shipped, **kwargs)
             family = "timm"
         elif name in TORCHVISION_SWINS:

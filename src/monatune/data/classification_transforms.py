@@ -12,13 +12,11 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms.functional import pil_to_tensor
 
+from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD, Stats
 from monatune.data.synthetic_images import MEAN, STD
 
 if TYPE_CHECKING:
     from monatune.engine.config import DataConfig
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def train_transform(size: int = 224, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> T.Compose:
@@ -50,10 +48,11 @@ class DigitsEvalTransform:
         return digit_pixels(grey[None], self.size)[0].expand(3, -1, -1)
 
 
-def eval_transform_for(data: DataConfig) -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform_for(data: DataConfig, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> Callable[[Image.Image], torch.Tensor]:
     """The eval transform of ``data`` (a config's ``data`` section) from a PIL RGB image to the model's
     input (3, image_size, image_size): the ``digits`` set's own preparation for ``digits``, else resize to
-    ``resize_size``, centre crop ``image_size`` and ImageNet normalisation."""
+    ``resize_size``, centre crop ``image_size`` and standardisation with ``stats`` (the backbone's
+    ``backbones.stats.input_stats``)."""
     if data.dataset == "digits":
         return DigitsEvalTransform(data.image_size)
-    return eval_transform(data.image_size, data.resize_size)
+    return eval_transform(data.image_size, data.resize_size, *stats)

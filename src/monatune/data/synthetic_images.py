@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from monatune.backbones.stats import SYNTHETIC_MEAN, SYNTHETIC_STD
+
 SHAPES = ("disk", "square", "triangle", "ring", "cross", "ell")
 TEXTURES = ("solid", "stripes", "checker", "gradient")
 CLASS_NAMES = tuple(f"{s}/{t}" for s in SHAPES for t in TEXTURES)  # label = shape * 4 + texture
@@ -27,10 +29,9 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 64
 MAX_OBJECTS = 3
 
-# Channel statistics of the rendered images in [0, 1] (measured on 4096 training images of
-# seed 0: mean 0.497-0.498, std 0.285 in every channel), rounded; ``normalize`` standardises with them.
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.285, 0.285, 0.285)
+# Channel statistics of the rendered images in [0, 1], rounded (``backbones.stats``, where the embedded
+# backbones take them from); ``normalize`` standardises with them.
+MEAN, STD = SYNTHETIC_MEAN, SYNTHETIC_STD
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _NOISE_GRID = 8  # background noise: an 8x8 random field upsampled bilinearly to 64x64

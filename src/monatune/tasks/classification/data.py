@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset, Subset
 
+from monatune.backbones.stats import input_stats
 from monatune.data.classification import build_classification_dataset, check_num_classes
 from monatune.data.classification_transforms import eval_transform_for, train_transform
 from monatune.data.datamodule import SplitDataModule
@@ -32,7 +33,8 @@ class ClassificationData(SplitDataModule):
         if d.dataset == "digits":
             digits = build_classification_dataset("digits", None, split, None, image_size=d.image_size, seed=self.cfg.trainer.seed, train=train)
             return Subset(digits, range(min(limit, len(digits)))) if train and limit else digits
-        transform = train_transform(d.image_size) if train else eval_transform_for(d)
+        stats = input_stats(self.cfg.model.backbone)  # the backbone's own, not always ImageNet's
+        transform = train_transform(d.image_size, *stats) if train else eval_transform_for(d, stats)
         # checked by checked_dataset (once per machine under DDP), not by the reader
         dataset = build_classification_dataset(d.dataset, d.root, split, transform, verify=False)
         if isinstance(dataset, LabeledImageList):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torchvision.transforms.functional import to_pil_image
 
+from monatune.backbones.stats import input_stats
 from monatune.data.classification_transforms import eval_transform_for
 from monatune.data.errors import read_rgb_image
 from monatune.engine.callbacks import write_json_atomic
@@ -19,7 +20,7 @@ def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_d
     """Each image through the eval transform validation uses for the config's data (``eval_transform_for``);
     options: ``topk`` (default 5), ``class_names`` (index -> name; default: ``known_class_names``)."""
     d = cfg.data
-    transform = eval_transform_for(d)
+    transform = eval_transform_for(d, input_stats(cfg.model.backbone))
     names = options.get("class_names") or known_class_names(cfg)
     topk = min(int(options.get("topk", 5)), cfg.model.num_classes)
     rows = []

@@ -12,14 +12,13 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from monatune.backbones.dense_swin import DenseSwin
-from monatune.backbones.embedded import EMBEDDED_BACKBONES
+from monatune.backbones.stats import input_stats as backbone_input_stats
 from monatune.engine.build import backbone_from_config
 from monatune.engine.config import ConfigError, ExperimentConfig
 from monatune.engine.module import TunedModule
 from monatune.metrics.voc07_map import VOC07MAP, pixel_offset_for
 from monatune.tasks.detection.data import box_convention
 from monatune.tasks.detection.retinanet import build_retinanet
-from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tuning import apply_with_heads
 
 # head_options keys read here; every other key goes to the detector builder as a keyword argument
@@ -30,8 +29,7 @@ KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYW
 def input_stats(cfg: ExperimentConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the model normalises 0-1 images with: the embedded backbone's own statistics,
     ImageNet's for hub/timm Swins; ``model.head_options.image_mean/image_std`` override both."""
-    embedded = EMBEDDED_BACKBONES.get(cfg.model.backbone)
-    mean, std = (embedded["mean"], embedded["std"]) if embedded else (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = backbone_input_stats(cfg.model.backbone)
     opts = cfg.model.head_options
     return tuple(opts.get("image_mean", mean)), tuple(opts.get("image_std", std))
 

@@ -6,14 +6,14 @@ from typing import Sequence
 
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.ops import boxes as box_ops
 from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
+from torchvision.ops import boxes as box_ops
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tasks.common import SeparateNeckDetectorMixin
 from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
-from monatune.tasks.detection.transform import IMAGENET_MEAN, IMAGENET_STD, build_detection_transform, check_labels
-
+from monatune.tasks.detection.transform import build_detection_transform, check_labels
 
 CANDIDATE_SELECTIONS = ("torchvision", "max_class")
 

@@ -7,8 +7,7 @@ from typing import Sequence
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 
 
 class NoResizeTransform(GeneralizedRCNNTransform):

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, BoxCoder, Matcher
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
-from torchvision.ops import generalized_box_iou_loss
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, generalized_box_iou_loss, remove_small_boxes
 
 from monatune.tasks.instance_segmentation.roi_align import mask_loss
 

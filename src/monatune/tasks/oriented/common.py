@@ -10,11 +10,9 @@ from torch import nn
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
 from monatune.tasks.oriented.boxes import regularize_boxes
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class OrientedDetector(nn.Module):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import torch
 from torch import nn
 
+from monatune.backbones.stats import input_stats
 from monatune.tasks.oriented.h2rbox_v2 import build_h2rbox_v2
 from monatune.tasks.oriented.oriented_rcnn import build_oriented_rcnn
 from monatune.tasks.oriented.retinanet import build_rotated_retinanet
@@ -64,6 +66,9 @@ def build_oriented_model(
         drop_path_rate=drop_path_rate,
     )
     model = build_oriented_detector(detector, body, num_classes, **detector_options)
+    mean, std = input_stats(name)  # the backbone's own statistics, as build_oriented does
+    model.image_mean.copy_(torch.tensor(mean).view(3, 1, 1))
+    model.image_std.copy_(torch.tensor(std).view(3, 1, 1))
     if method is not None:
         apply_with_heads(model, method, **(method_options or {}))
     return model

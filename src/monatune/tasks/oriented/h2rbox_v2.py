@@ -43,7 +43,6 @@ from monatune.tasks.oriented.h2rbox_views import (
 )
 from monatune.tasks.oriented.nms import multiclass_rotated_nms
 
-
 VARIANTS = ("v2p", "v2")
 # What each variant's views default to: (padding of the rotated view, its interpolation).
 _VIEW_DEFAULTS = {"v2p": ("zeros", "nearest"), "v2": ("reflection", "bilinear")}

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from monatune.tasks.oriented.boxes import wrap_angle
 
-
 VIEWS = ("rotate", "flip")
 
 

@@ -7,7 +7,6 @@ import torch
 
 from monatune.tasks.oriented.iou import rotated_box_iou
 
-
 ROW_CHUNK = 1024  # rows of the IoU matrix held at once: memory O(ROW_CHUNK x N), not O(N^2)
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from shapely.geometry import Polygon, box as shapely_box
+from shapely.geometry import Polygon
+from shapely.geometry import box as shapely_box
 
 CLIPPED_DIFFICULT = 2  # the DOTA devkit's difficult flag for the clipped part of an object
 MIN_CLIPPED_SIDE = 1.0  # px: a thinner clipped part is a sliver, not an object

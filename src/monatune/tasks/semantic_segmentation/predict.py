@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from monatune.data.dense_transforms import semantic_eval_transforms
-from monatune.engine.config import ExperimentConfig
 from monatune.data.errors import read_rgb_image
+from monatune.engine.config import ExperimentConfig
 from monatune.engine.predict import image_ids, to_device
 
 

@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tasks.semantic_segmentation.decode_heads import FCNHead, UperHead
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SWIN_PATCH_SIZE = 4  # the patch embedding's stride; inputs must be a multiple of it
 LOSS_AVERAGES = ("valid", "all")
 TEST_PADDINGS = ("size_divisor", "patch")
