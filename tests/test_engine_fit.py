@@ -190,3 +190,25 @@ def test_checkpointing_an_absent_stage_and_zero_accumulation_are_refused(tmp_pat
         tiny_config(tmp_path, trainer__accumulate_grad_batches=0)
     with pytest.raises(ConfigError, match="model.checkpoint_blocks"):
         tiny_config(tmp_path, model__checkpoint_blocks=[-1])
+
+
+class LearningRates(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_warmup_epochs_in_an_iteration_based_run_count_passes_over_the_loader(tmp_path):
+    """``warmup_epochs: 1`` with ``max_steps`` = 3 epochs' worth: the learning rate peaks after one pass
+    over the loader (6 batches), not after the whole run (before: warmup = k times the run's length)."""
+    cfg = tiny_config(tmp_path, "mona", trainer__max_epochs=-1, trainer__max_steps=18, optim__warmup_epochs=1.0,
+                      optim__warmup_steps=0, optim__schedule="constant")  # fmt: skip
+    L.seed_everything(0, verbose=False)
+    module, data = make(cfg)  # 48 images, batches of 8: 6 steps an epoch
+    lrs = LearningRates()
+    build_trainer(cfg, [lrs], checkpoints=False, logging=False).fit(module, datamodule=data)
+    assert len(lrs.lrs) == 18
+    peak = cfg.optim.lr
+    assert all(lr < peak for lr in lrs.lrs[:6]) and lrs.lrs[6:] == pytest.approx([peak] * 12)

@@ -105,7 +105,14 @@ class TunedModule(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         max_epochs = max(self.trainer.max_epochs or 1, 1)
         iteration_based = self.cfg.trainer.max_steps > 0
-        steps_per_epoch = total if iteration_based else max(total // max_epochs, 1)
+        if iteration_based:  # an epoch is one pass over the loader, whatever the run's length
+            if self.trainer.num_training_batches == float("inf"):  # max_steps: Lightning has not loaded it yet
+                self.trainer.fit_loop.setup_data()
+            batches = self.trainer.num_training_batches
+            per_epoch = -(-batches // max(self.trainer.accumulate_grad_batches, 1)) if batches != float("inf") else total
+            steps_per_epoch = max(int(per_epoch), 1)
+        else:
+            steps_per_epoch = max(total // max_epochs, 1)
         warmup = int(round(o.warmup_epochs * steps_per_epoch)) if o.warmup_epochs > 0 else o.warmup_steps
         unit = 1 if iteration_based else steps_per_epoch
         milestones = [int(round(m * unit)) for m in o.milestones]
