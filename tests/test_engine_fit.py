@@ -212,3 +212,44 @@ def test_warmup_epochs_in_an_iteration_based_run_count_passes_over_the_loader(tm
     assert len(lrs.lrs) == 18
     peak = cfg.optim.lr
     assert all(lr < peak for lr in lrs.lrs[:6]) and lrs.lrs[6:] == pytest.approx([peak] * 12)
+
+
+class _FakeTrainer:
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.is_global_zero, self.world_size = rank == 0, world_size
+
+
+class _FakeModule:
+    """all_gather as two ranks would answer: this rank's tensor and the other rank's."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, other: list[float]) -> None:
+        self.other = torch.tensor(other)
+
+    def all_gather(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t, self.other])
+
+
+def test_history_averages_the_ranks_losses_and_only_global_rank_zero_writes(tmp_path):
+    """Before: every node's local rank 0 wrote its own, unsynced losses through one fixed temp name."""
+    mine, theirs = [1.0, 3.0], [3.0, 5.0]
+    paths = {rank: tmp_path / f"rank{rank}" / "history.json" for rank in (0, 1)}
+    for rank, path in paths.items():
+        history = History(path)
+        for value in mine:
+            history.on_train_batch_end(None, None, {"loss": torch.tensor(value)}, None, 0)
+        history.on_train_epoch_end(_FakeTrainer(rank, 2), _FakeModule(theirs))
+        assert history.step_loss == [2.0, 4.0] and history.train_loss == [3.0]
+    assert paths[0].is_file() and not paths[1].parent.exists()
+    assert [p.name for p in paths[0].parent.iterdir()] == ["history.json"]  # no temp file left
+
+
+def test_history_keeps_a_partial_epoch_across_a_mid_epoch_checkpoint():
+    history = History()
+    history.on_train_batch_end(None, None, torch.tensor(2.0), None, 0)
+    resumed = History()
+    resumed.load_state_dict(history.state_dict())
+    resumed.on_train_batch_end(None, None, torch.tensor(4.0), None, 1)
+    resumed.on_train_epoch_end(_FakeTrainer(0, 1), _FakeModule([]))
+    assert resumed.step_loss == [2.0, 4.0] and resumed.train_loss == [3.0]

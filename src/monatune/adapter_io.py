@@ -13,18 +13,16 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
-import secrets
-import stat
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from monatune.backbones import find_block_sites
+from monatune.files import write_atomically
 from monatune.tuning import apply, tuning_state
 
 FORMAT_VERSION = "2"
@@ -92,24 +90,6 @@ def save_adapter(model: nn.Module, path: str | Path, *, backbone: str | None = N
         if value is not None:
             metadata[key] = value
     return write_atomically(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
-
-def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
-    """Create ``path`` through ``write(temporary name)`` and a rename: a killed process never leaves
-    half a file. The file gets the usual permissions (0666 less the umask; a mkstemp file would be 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
-    mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    os.close(fd)
-    try:
-        write(str(tmp))
-        os.chmod(tmp, mode)  # some writers (safetensors >= 0.8) replace the file with a 0600 one
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend stays as it is
 from matplotlib.ticker import MaxNLocator
+
+from monatune.files import write_atomically
 
 # The metric each task family is judged by, in the order tried when none is named.
 MAIN_METRICS = ("val/top1", "val/map", "val/miou", "val/segm_map", "val/bbox_map")
@@ -37,13 +38,7 @@ def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def plot_loss_curves(histories: dict[str, list[float]], path: Path, title: str, xlabel: str = "iteration", window: int = 10) -> Path:

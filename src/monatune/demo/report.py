@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from monatune.files import write_json_atomic
 from monatune.plots import plot_loss_curves, smooth
 
 __all__ = ["markdown_table", "plot_loss_curves", "print_table", "smooth", "write_results"]
@@ -54,8 +54,4 @@ def markdown_table(rows: Sequence[dict[str, Any]], metric_key: str, metric_label
 
 
 def write_results(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, payload)

@@ -3,8 +3,6 @@ the run's config.yaml once training has started, one console line per epoch when
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import sys
 import time
@@ -15,17 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file and rename it over ``path``: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2))
+from monatune.files import write_json_atomic, write_text_atomic
 
 
 class ConfigFile(L.Callback):
@@ -66,7 +54,7 @@ class EpochLines(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self._sum += float(loss.detach())
+        self._sum = self._sum + loss.detach().float()  # a device op: no host sync a step
         self._n += 1
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -77,7 +65,7 @@ class EpochLines(L.Callback):
         # Validation of this epoch has already run: Lightning validates inside the epoch loop.
         parts = [f"epoch {trainer.current_epoch + 1}" + (f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else "")]
         if self._n:
-            parts.append(f"train/loss {self._sum / self._n:.4g}")
+            parts.append(f"train/loss {float(self._sum) / self._n:.4g}")
         parts += [f"{k} {v:.4g}" for k, v in sorted(self._val.items())]
         parts.append(f"{time.perf_counter() - self._t0:.1f} s")
         self._say(trainer, "  ".join(parts))
@@ -89,28 +77,32 @@ class EpochLines(L.Callback):
 
 
 class History(L.Callback):
-    """Records the mean training loss of every epoch and the validation metrics (kept across resumes)."""
+    """Records the mean training loss of every epoch, every step's loss and the validation metrics
+    (kept across resumes). Under DDP each loss is the mean over the ranks (one all-gather an epoch,
+    no host sync a step) and only the global rank 0 writes ``path``."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else None
         self.train_loss: list[float] = []  # per epoch
         self.step_loss: list[float] = []  # per logged step
         self.val: list[dict[str, float]] = []
-        self._epoch_sum = 0.0
-        self._epoch_n = 0
+        self._epoch: list[torch.Tensor] = []  # this epoch's step losses, on the device
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        value = float(loss.detach())
-        self._epoch_sum += value
-        self._epoch_n += 1
-        self.step_loss.append(value)
+        self._epoch.append(loss.detach().float().reshape(()))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self._epoch_n:
-            self.train_loss.append(self._epoch_sum / self._epoch_n)
-        self._epoch_sum, self._epoch_n = 0.0, 0
-        self._write()
+        if self._epoch:
+            losses = torch.stack([t.to(pl_module.device) for t in self._epoch])
+            if trainer.world_size > 1:  # every rank takes the same number of steps (distributed sampler)
+                losses = pl_module.all_gather(losses).reshape(trainer.world_size, -1).mean(0)
+            values = losses.tolist()
+            self.step_loss.extend(values)
+            self.train_loss.append(sum(values) / len(values))
+        self._epoch = []
+        if trainer.is_global_zero:
+            self._write()
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # Not on_validation_epoch_end: callbacks run before the module there, so the module's
@@ -125,16 +117,18 @@ class History(L.Callback):
         return {"train_loss": self.train_loss, "step_loss": self.step_loss, "val": self.val}
 
     def _write(self) -> None:
-        if self.path is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        if self.path is not None:
             write_json_atomic(self.path, self.as_dict())
 
     def state_dict(self) -> dict[str, Any]:
-        return self.as_dict()
+        # a mid-epoch checkpoint keeps the epoch's losses so far (this rank's: checkpoints come from rank 0)
+        return self.as_dict() | {"epoch_partial": [float(t) for t in self._epoch]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train_loss = list(state.get("train_loss", []))
         self.step_loss = list(state.get("step_loss", []))
         self.val = list(state.get("val", []))
+        self._epoch = [torch.tensor(v) for v in state.get("epoch_partial", [])]
 
 
 class RNGState(L.Callback):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from monatune.adapter_io import write_atomically
+from monatune.files import write_atomically
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -11,9 +11,9 @@ from torchvision.transforms.functional import to_pil_image
 from monatune.backbones.stats import input_stats
 from monatune.data.classification_transforms import eval_transform_for
 from monatune.data.errors import read_rgb_image
-from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.predict import batches, to_device
+from monatune.files import write_json_atomic
 
 
 def predict_classes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:

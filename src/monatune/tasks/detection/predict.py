@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from faster_coco_eval.core import mask as mask_api
 
-from monatune.engine.callbacks import write_json_atomic
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.predict import batches, load_image, to_device
+from monatune.files import write_json_atomic
 
 
 def predict_boxes(module: Any, cfg: ExperimentConfig, paths: list[Path], out_dir: Path, options: dict[str, Any]) -> list[Path]:
