@@ -252,6 +252,30 @@ def test_checkpoint_blocks_keeps_results(method):
     assert checkpointed_blocks(copied) == ["layers.0.blocks.0", "layers.0.blocks.1"]
 
 
+def test_a_method_applied_after_checkpoint_blocks_runs_checkpointed():
+    """``checkpoint_blocks`` then ``monatune.apply``: the blocks stay checkpointed, Mona inside them (it
+    runs twice a training step: forward and recomputation), and the results match the other order.
+    Before: ``apply`` replaced the checkpointed forward, silently undoing the checkpointing."""
+    torch.manual_seed(0)
+    base = tiny_timm_swin(num_classes=3)
+    late = monatune.apply(checkpoint_blocks(copy.deepcopy(base)), "mona", train_modules=["head"])
+    early = checkpoint_blocks(monatune.apply(copy.deepcopy(base), "mona", train_modules=["head"]))
+    late.load_state_dict(early.state_dict())  # the same Mona initialisation
+    assert len(checkpointed_blocks(late)) == 8
+    calls = []
+    next(m for m in late.modules() if isinstance(m, Mona)).register_forward_hook(lambda *args: calls.append(1))
+    x, target = images(2, 64), torch.tensor([1, 2])
+    grads = []
+    for model in (late, early):
+        model.train()
+        torch.manual_seed(3)
+        F.cross_entropy(model(x), target).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert len(calls) == 2
+    for name, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("form", FAST_FORMS)
 def test_autocast_on_cpu(form, dtype):

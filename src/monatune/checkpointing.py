@@ -17,16 +17,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from monatune.backbones import find_block_sites
-
-_INNER_ATTR = "_monatune_unckpt_forward"
+from monatune.backbones.blocks import CHECKPOINTED_FORWARD_ATTR as _INNER_ATTR
 
 
 def checkpoint_blocks(model: nn.Module, enabled: bool = True, *, stages: Sequence[int] | None = None) -> nn.Module:
     """Turn activation checkpointing of the Swin blocks in ``model`` on (or off); return ``model``.
 
     Args:
-        model: a model holding timm or torchvision Swin blocks, tuned or not. Call it *after*
-            ``monatune.apply`` (which replaces block forwards).
+        model: a model holding timm or torchvision Swin blocks, tuned or not; ``monatune.apply``
+            before or after it (a method attached later runs checkpointed too).
         enabled: False restores the blocks' own forwards.
         stages: only blocks of these stages (0-based; the early, high-resolution stages hold most of
             the activations); None = all stages.

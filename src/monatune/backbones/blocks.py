@@ -24,6 +24,8 @@ from torch import nn
 INSERTION_POINTS = ("attn_out", "after_attn", "mlp_out", "mlp_parallel", "after_mlp")
 _POINTS_ATTR = "monatune_points"
 _OPS_ATTR = "_monatune_block_ops"
+# set by ``monatune.checkpoint_blocks`` on a block it wraps: the forward it runs checkpointed
+CHECKPOINTED_FORWARD_ATTR = "_monatune_unckpt_forward"
 
 
 @dataclass(frozen=True)
@@ -101,5 +103,9 @@ def attach(site: BlockSite, point: str, child_name: str, module: nn.Module) -> N
     points[point] = child_name
     setattr(block, _POINTS_ATTR, points)
     setattr(block, _OPS_ATTR, site.ops)
-    # Instance-level forward: the backbone's class and code stay untouched.
-    block.forward = _TunedForward(block)
+    # Instance-level forward: the backbone's class and code stay untouched. A checkpointed block
+    # keeps its checkpointing: the tuned forward is what it runs checkpointed.
+    if CHECKPOINTED_FORWARD_ATTR in block.__dict__:
+        block.__dict__[CHECKPOINTED_FORWARD_ATTR] = _TunedForward(block)
+    else:
+        block.forward = _TunedForward(block)
