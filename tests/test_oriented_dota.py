@@ -10,7 +10,7 @@ from PIL import Image
 
 from monatune.data.dota import DOTA_V1_CLASSES, STAR_CLASSES, DotaDataset, collate_oriented, read_dota_labels, write_dota_labels
 from monatune.data.errors import DatasetError
-from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
+from monatune.data.synthetic_rotated import SYNTHETIC_DOTA_CLASSES, write_synthetic_dota
 from monatune.tasks.oriented.boxes import boxes_to_polygons, polygons_to_boxes
 from monatune.tasks.oriented.dota_eval import evaluate_dota, polygon_iou, read_task1_submission, write_task1_submission
 from monatune.tasks.oriented.iou import rotated_box_iou
@@ -165,7 +165,7 @@ def test_synthetic_dota_dataset(tmp_path):
     write_synthetic_dota(again, num_images=4, image_size=96, seed=3)
     assert (again / "labelTxt" / "S0002.txt").read_text() == (tmp_path / "labelTxt" / "S0002.txt").read_text()
 
-    data = DotaDataset(tmp_path, SYNTHETIC_CLASSES, convention="oc")
+    data = DotaDataset(tmp_path, SYNTHETIC_DOTA_CLASSES, convention="oc")
     image, target = data[0]
     assert image.shape == (3, 96, 96) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
     assert target["boxes"].shape == (len(target["labels"]), 5) and target["labels"].dtype == torch.int64
@@ -177,7 +177,7 @@ def test_synthetic_dota_dataset(tmp_path):
     images, targets = collate_oriented([data[0], data[1]])
     assert len(images) == 2 and targets[1]["image_id"] == "S0001"
 
-    flipped = DotaDataset(tmp_path, SYNTHETIC_CLASSES, flip_prob=1.0, flip_directions=("vertical",))
+    flipped = DotaDataset(tmp_path, SYNTHETIC_DOTA_CLASSES, flip_prob=1.0, flip_directions=("vertical",))
     f_image, f_target = flipped[0]
     torch.testing.assert_close(f_image, image.flip(-2))
     expected = target["polygons"].clone()
@@ -189,11 +189,11 @@ def test_dataset_without_labels_and_missing_label_file(tmp_path):
     write_synthetic_dota(tmp_path, num_images=2, image_size=64)
     (tmp_path / "labelTxt" / "S0001.txt").unlink()
     with pytest.raises(DatasetError, match="S0001.txt"):
-        DotaDataset(tmp_path, SYNTHETIC_CLASSES)
+        DotaDataset(tmp_path, SYNTHETIC_DOTA_CLASSES)
     for f in (tmp_path / "labelTxt").iterdir():
         f.unlink()
     (tmp_path / "labelTxt").rmdir()
-    _, target = DotaDataset(tmp_path, SYNTHETIC_CLASSES)[0]  # a test split: no objects
+    _, target = DotaDataset(tmp_path, SYNTHETIC_DOTA_CLASSES)[0]  # a test split: no objects
     assert target["boxes"].shape == (0, 5)
 
 

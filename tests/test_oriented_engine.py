@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
+from monatune.data.synthetic_rotated import SYNTHETIC_DOTA_CLASSES, write_synthetic_dota
 from monatune.engine.config import load_config
 from monatune.engine.run import task_builders
 from monatune.engine.trainer import build_trainer
@@ -37,7 +37,7 @@ def tiny_config(tmp_path: Path, head: str = "rotated_retinanet", method: str = "
     data = {"dataset": dataset, "root": str(tmp_path / "data"), "train_split": "train", "val_split": "val",
             "test_split": "val", "image_size": 64,
             "options": {"num_train_images": 4, "num_val_images": 2, "seed": 0, "synthetic_image_size": 96,
-                        "patch_size": 64, "overlap": 32, "classes": list(SYNTHETIC_CLASSES)}}  # fmt: skip
+                        "patch_size": 64, "overlap": 32, "classes": list(SYNTHETIC_DOTA_CLASSES)}}  # fmt: skip
     return tiny_task_config(tmp_path, "oriented", head, HEADS[head], 3, method, data, **trainer)
 
 
@@ -101,21 +101,21 @@ def test_ground_truth_on_every_patch_scores_100_after_merging_and_test_writes_ta
     data = task_builders("oriented")[1](cfg)
     data.prepare_data()
     data.setup("validate")
-    module = OrientedModule(oracle_for(data, "val"), cfg, SYNTHETIC_CLASSES)
+    module = OrientedModule(oracle_for(data, "val"), cfg, SYNTHETIC_DOTA_CLASSES)
     trainer = build_trainer(cfg, checkpoints=False, logging=False)
     assert trainer.validate(module, datamodule=data, verbose=False)[0]["val/map"] == pytest.approx(100.0)
-    assert module.last_eval is not None and set(module.last_eval.num_ground_truth) == set(SYNTHETIC_CLASSES)
+    assert module.last_eval is not None and set(module.last_eval.num_ground_truth) == set(SYNTHETIC_DOTA_CLASSES)
 
     metrics = trainer.test(module, datamodule=data, verbose=False)[0]
     assert metrics["test/map"] == pytest.approx(100.0)
     task1 = tmp_path / "run" / "task1"
-    assert sorted(p.name for p in task1.iterdir()) == sorted(f"Task1_{c}.txt" for c in SYNTHETIC_CLASSES)
-    submitted = read_task1_submission(task1, SYNTHETIC_CLASSES)
+    assert sorted(p.name for p in task1.iterdir()) == sorted(f"Task1_{c}.txt" for c in SYNTHETIC_DOTA_CLASSES)
+    submitted = read_task1_submission(task1, SYNTHETIC_DOTA_CLASSES)
     annotations = data.eval_reference("test").annotations
     assert set(submitted) == set(annotations)  # original image ids, not patch ids
     for image_id, gt in annotations.items():  # duplicates from the overlaps were merged away
         assert len(submitted[image_id]["scores"]) == len(gt["labels"])
-    assert evaluate_dota(submitted, annotations, SYNTHETIC_CLASSES).mean_ap == pytest.approx(1.0)
+    assert evaluate_dota(submitted, annotations, SYNTHETIC_DOTA_CLASSES).mean_ap == pytest.approx(1.0)
 
 
 def test_an_unlabelled_test_split_writes_task1_and_logs_no_map(tmp_path):
@@ -128,10 +128,10 @@ def test_an_unlabelled_test_split_writes_task1_and_logs_no_map(tmp_path):
     data.prepare_data()
     data.setup("test")
     assert data.eval_reference("test").annotations is None
-    module = OrientedModule(oracle_for(data, "val"), cfg, SYNTHETIC_CLASSES)
+    module = OrientedModule(oracle_for(data, "val"), cfg, SYNTHETIC_DOTA_CLASSES)
     metrics = build_trainer(cfg, checkpoints=False, logging=False).test(module, datamodule=data, verbose=False)[0]
     assert "test/map" not in metrics
-    submitted = read_task1_submission(tmp_path / "run" / "task1", SYNTHETIC_CLASSES)
+    submitted = read_task1_submission(tmp_path / "run" / "task1", SYNTHETIC_DOTA_CLASSES)
     assert sorted(submitted) == ["S0000", "S0001"] and all(len(v["scores"]) for v in submitted.values())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Sequence
 
@@ -91,7 +92,7 @@ def create_backbone(
     if meta and (pretrained or weights):
         raise ValueError("meta=True builds shapes only; it cannot load weights")
     device = torch.device("meta") if meta else None
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         if name in EMBEDDED_BACKBONES:
             # a weights file replaces the shipped weights
             load_shipped = not meta and weights is None
@@ -141,10 +142,3 @@ def set_stochastic_depth(model: nn.Module, rate: float) -> None:
     for i, drop in enumerate(drops):
         drop.p = rate * i / max(len(drops) - 1, 1)
 
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

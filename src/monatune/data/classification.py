@@ -9,6 +9,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from monatune.data.image_list import LabeledImageList
+from monatune.data.voc import VOC_CLASSES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -56,12 +57,6 @@ def oxford_pets(root: str | Path, split: str, transform: Callable | None, **kw) 
     split = {"train": "trainval", "val": "test"}.get(split, split)
     ds = OxfordIIITPet(str(root), split=split, target_types="category", download=False)
     return LabeledImageList(list(zip(ds._images, ds._labels)), transform, classes=ds.classes, source=str(base), **kw)
-
-
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
 
 
 def voc07_cls(root: str | Path, split: str, transform: Callable | None, **kw) -> LabeledImageList:

@@ -270,11 +270,6 @@ def instance_train_transforms(
     )
 
 
-def instance_eval_transforms(short_side: int = 800, max_size: int = 1333, normalize: bool = False) -> v2.Compose:
-    """COCO test: short side ``short_side``, long side <= ``max_size`` (map outputs back before COCO AP)."""
-    return v2.Compose([KeepRatioResize((max_size, short_side)), *_finish(normalize)])
-
-
 def semantic_train_transforms(
     scale: tuple[int, int] = (2048, 512),
     ratio_range: tuple[float, float] = (0.5, 2.0),

@@ -18,7 +18,7 @@ from shapely.geometry import Polygon
 
 from monatune.data.dota import write_dota_labels
 
-SYNTHETIC_CLASSES = ("bar", "plate", "block")
+SYNTHETIC_DOTA_CLASSES = ("bar", "plate", "block")
 _COLOURS = ((220, 60, 50), (60, 200, 80), (60, 90, 230), (230, 200, 40), (200, 60, 220), (40, 210, 220))
 _ASPECTS = (4.0, 2.0, 1.25, 3.0, 1.6, 2.5)
 
@@ -34,7 +34,7 @@ def write_synthetic_dota(
     num_images: int = 16,
     image_size: int = 128,
     seed: int = 0,
-    classes: Sequence[str] = SYNTHETIC_CLASSES,
+    classes: Sequence[str] = SYNTHETIC_DOTA_CLASSES,
     objects_per_image: tuple[int, int] = (1, 4),
 ) -> list[str]:
     """Write ``num_images`` square images of ``image_size`` px with DOTA labels under ``root``.
@@ -88,4 +88,4 @@ def write_synthetic_dota(
     return ids
 
 
-__all__ = ["SYNTHETIC_CLASSES", "write_synthetic_dota"]
+__all__ = ["SYNTHETIC_DOTA_CLASSES", "write_synthetic_dota"]

@@ -15,13 +15,13 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-
 from monatune.demo import DEMO_TASKS
 from monatune.demo.report import markdown_table, plot_loss_curves, print_table, write_results
 from monatune.engine.config import ExperimentConfig, parse_config
 from monatune.engine.run import ADAPTER_FILE, task_builders
 from monatune.engine.run import run as run_engine
 from monatune.methods import methods as all_methods
+from monatune.tuning import count_parameters
 
 
 @dataclass
@@ -67,11 +67,6 @@ def demo_task(name: str) -> DemoTask:
     return importlib.import_module(DEMO_TASKS[name]).DEMO
 
 
-def _count(module: nn.Module) -> tuple[int, int]:
-    params = {id(p): p for p in module.parameters()}.values()
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
 def _warm_up(cfg: ExperimentConfig) -> None:
     """One untimed forward/backward, so the timed run is not charged with one-off start-up costs."""
     build_module, build_data = task_builders(cfg.task)
@@ -112,7 +107,7 @@ def train_method(task_name: str, cfg: ExperimentConfig) -> MethodRun:
     _quiet_lightning()
     _warm_up(cfg)
     result = run_engine("fit", cfg)
-    trainable, total = _count(task.backbone_of(result["module"].model))
+    trainable, total = count_parameters(task.backbone_of(result["module"].model))
     history = result["history"]
     row = {
         "method": cfg.model.method,

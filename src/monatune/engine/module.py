@@ -4,7 +4,6 @@ non-finite-loss guard. A task subclass implements ``compute_losses`` and the eva
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
 import lightning as L
@@ -157,7 +156,3 @@ class TunedModule(L.LightningModule):
                 f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}"
             )
 
-
-def finite_or_nan(value: torch.Tensor | float) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else float("nan")

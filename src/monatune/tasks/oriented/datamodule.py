@@ -37,7 +37,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
 from monatune.data.dota import DATASET_CLASSES, DotaDataset, collate_oriented
-from monatune.data.synthetic_rotated import SYNTHETIC_CLASSES, write_synthetic_dota
+from monatune.data.synthetic_rotated import SYNTHETIC_DOTA_CLASSES, write_synthetic_dota
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.detection.data import DenseDataModule
 from monatune.tasks.oriented.patches import SPLIT_VERSION, patch_pad_value, split_dota
@@ -66,7 +66,7 @@ def oriented_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     d = cfg.data
     if d.dataset not in DATASETS:
         raise ValueError(f"data.dataset: {d.dataset!r} is not an oriented dataset; valid: {', '.join(DATASETS)}")
-    default = SYNTHETIC_CLASSES if d.dataset == "synthetic_dota" else DATASET_CLASSES[d.dataset]
+    default = SYNTHETIC_DOTA_CLASSES if d.dataset == "synthetic_dota" else DATASET_CLASSES[d.dataset]
     classes = tuple(d.options.get("classes", default))
     if len(classes) != cfg.model.num_classes:
         raise ValueError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset!r} has {len(classes)} classes: {classes}")
