@@ -1,7 +1,7 @@
 """The weight gradient of Mona's 7x7 depthwise conv on CPU: each way PyTorch offers, against the
 forward conv with the same multiply-adds.
 
-Ways: monatune's tiled forward conv (``_depthwise_weight_grad``, tile sizes 4-56) and oneDNN's own
+Ways: monatune's tiled forward conv (``depthwise_weight_grad``, tile sizes 4-56) and oneDNN's own
 ``convolution_backward`` with channels-last and with contiguous NCHW inputs (the copies included).
 Median of 7 calls each; the largest difference from the tiled result is printed beside each time.
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float | None]]:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from monatune.layers.mona import _depthwise_weight_grad
+    from monatune.layers.mona_fast import depthwise_weight_grad as _depthwise_weight_grad
 
     b, h, w, n = args.shape
     x, g, kernel = torch.randn(b, h, w, n), torch.randn(b, h, w, n), torch.randn(n, 1, 7, 7)

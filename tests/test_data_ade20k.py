@@ -9,7 +9,11 @@ from monatune.data.ade20k import ADE20KSegmentation, reduce_zero_label
 from monatune.data.errors import DatasetError
 from monatune.data.synthetic_images import render_synthetic
 from monatune.data.synthetic_scenes import (
-    ADE_SYNTHETIC_CLASSES, PRETEXT_ADE_CLASSES, PRETEXT_SEED_OFFSET, _scenes, write_ade20k,
+    ADE_SYNTHETIC_CLASSES,
+    PRETEXT_ADE_CLASSES,
+    PRETEXT_SEED_OFFSET,
+    split_scenes,
+    write_ade20k,
 )  # fmt: skip
 
 
@@ -39,7 +43,7 @@ def test_reads_what_write_ade20k_writes(tmp_path):
     root = write_ade20k(tmp_path, 3, size=(40, 48), seed=4, split="training")
     dataset = ADE20KSegmentation(root, "training", num_classes=len(ADE_SYNTHETIC_CLASSES))
     assert len(dataset) == 3 and dataset.image_paths[0].name == "ADE_train_00000001.jpg"
-    for (image, mask), scene in zip((dataset[i] for i in range(3)), _scenes(3, (40, 48), 4, "training")):
+    for (image, mask), scene in zip((dataset[i] for i in range(3)), split_scenes(3, (40, 48), 4, "training")):
         assert image.shape == (3, 40, 48)
         np.testing.assert_array_equal(mask.numpy(), scene.semantic_mask)  # 0 = background, k = shape k
 

@@ -8,7 +8,7 @@ import torch
 
 from monatune.data.coco import COCODetection, segmentation_to_mask
 from monatune.data.errors import DatasetError
-from monatune.data.synthetic_scenes import COCO_CATEGORY_IDS, SYNTHETIC_CLASSES, _scenes, write_coco
+from monatune.data.synthetic_scenes import COCO_CATEGORY_IDS, SYNTHETIC_CLASSES, split_scenes, write_coco
 
 
 @pytest.mark.parametrize("mask_format", ["polygon", "rle", "compressed_rle"])
@@ -17,7 +17,7 @@ def test_reads_what_write_coco_writes(tmp_path, mask_format):
     dataset = COCODetection(tmp_path / "val2017", ann_file)
     assert dataset.class_names == SYNTHETIC_CLASSES
     assert dataset.label_to_category_id == {k + 1: cid for k, cid in enumerate(COCO_CATEGORY_IDS)}
-    for i, scene in enumerate(_scenes(3, (40, 56), 2, "val2017")):
+    for i, scene in enumerate(split_scenes(3, (40, 56), 2, "val2017")):
         image, target = dataset[i]
         assert image.shape == (3, 40, 56) and target["image_id"] == i + 1
         assert target["boxes"].tolist() == scene.boxes.tolist()

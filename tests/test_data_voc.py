@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from monatune.data.errors import DatasetError
-from monatune.data.synthetic_scenes import SYNTHETIC_CLASSES, _scenes, write_voc
+from monatune.data.synthetic_scenes import SYNTHETIC_CLASSES, split_scenes, write_voc
 from monatune.data.voc import VOC_CLASSES, VOCDetection, parse_voc_xml
 
 XML = """<annotation><filename>x.jpg</filename><size><width>50</width><height>40</height><depth>3</depth></size>
@@ -30,7 +30,7 @@ def test_reads_what_write_voc_writes_for_07_plus_12(tmp_path):
     write_voc(tmp_path, 2, size=(48, 64), seed=1, image_set="trainval", year="2012")
     dataset = VOCDetection(root, [("2007", "trainval"), ("2012", "trainval")], class_names=SYNTHETIC_CLASSES)
     assert len(dataset) == 5 and dataset.ids[3] == ("2012", "trainval_000000")
-    scenes = _scenes(3, (48, 64), 1, "trainval")
+    scenes = split_scenes(3, (48, 64), 1, "trainval")
     for i, scene in enumerate(scenes):
         image, target = dataset[i]
         assert image.shape == (3, 48, 64) and image.dtype == torch.uint8

@@ -16,7 +16,8 @@ import monatune
 from monatune.checkpointing import checkpoint_blocks, checkpointed_blocks
 from monatune.fuse import fuse, is_fused, set_mona_form, unfuse
 from monatune.layers.lora import LoRAQKV
-from monatune.layers.mona import Mona, MultiCognitiveConv, _depthwise_weight_grad
+from monatune.layers.mona import Mona, MultiCognitiveConv
+from monatune.layers.mona_fast import depthwise_weight_grad
 
 
 def _randomized(module: nn.Module, scale: float = 0.2) -> nn.Module:
@@ -128,7 +129,7 @@ def test_depthwise_weight_grad_matches_autograd(shape, k, tile):
     weight = torch.randn(shape[-1], 1, k, k, dtype=torch.float64, requires_grad=True)
     out = F.conv2d(x.permute(0, 3, 1, 2), weight, padding=k // 2, groups=shape[-1])
     (expected,) = torch.autograd.grad(out, weight, g.permute(0, 3, 1, 2))
-    torch.testing.assert_close(_depthwise_weight_grad(x, g, k, tile=tile), expected)
+    torch.testing.assert_close(depthwise_weight_grad(x, g, k, tile=tile), expected)
 
 
 @pytest.mark.parametrize("form", FAST_FORMS)
@@ -443,7 +444,7 @@ def test_native_keep_mask_the_gpu_path_draws_the_same_distribution_in_one_op():
 
     fast, plain = _pair(16)
     x, grad = torch.randn(2, 6, 7, 16), torch.randn(2, 6, 7, 16)
-    with mock.patch("monatune.layers.mona.keep_mask", native_mask), mock.patch.object(dropout, "keep_mask", native_mask):
+    with mock.patch("monatune.layers.mona_fast.keep_mask", native_mask), mock.patch.object(dropout, "keep_mask", native_mask):
         _assert_same(_run(fast, x, grad), _run(plain, x, grad))
     assert len(calls) == 2  # one mask per form: the patched, native draw was used
 

@@ -126,7 +126,8 @@ def generate_scene(rng: np.random.Generator, height: int, width: int, max_object
     )
 
 
-def _scenes(n: int, size: int | tuple[int, int], seed: int, split: str) -> list[Scene]:
+def split_scenes(n: int, size: int | tuple[int, int], seed: int, split: str) -> list[Scene]:
+    """The ``n`` scenes of ``split`` for ``seed``: scene i is a pure function of (seed, split, i)."""
     height, width = (size, size) if isinstance(size, int) else size
     split_key = zlib.crc32(split.encode())
     return [generate_scene(np.random.default_rng([seed, split_key, i]), height, width) for i in range(n)]
@@ -147,7 +148,7 @@ def write_voc(
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
     names = []
-    for i, scene in enumerate(_scenes(n, size, seed, image_set)):
+    for i, scene in enumerate(split_scenes(n, size, seed, image_set)):
         name = f"{image_set}_{i:06d}"
         names.append(name)
         _save_jpeg(scene.image, year_dir / "JPEGImages" / f"{name}.jpg")
@@ -191,7 +192,7 @@ def write_coco(
         raise ValueError(f"mask_format must be 'polygon', 'rle' or 'compressed_rle', got {mask_format!r}")
     root = Path(root)
     images, annotations = [], []
-    for i, scene in enumerate(_scenes(n, size, seed, split)):
+    for i, scene in enumerate(split_scenes(n, size, seed, split)):
         image_id = i + 1
         file_name = f"{image_id:012d}.jpg"
         _save_jpeg(scene.image, root / split / file_name)
@@ -245,7 +246,7 @@ def write_ade20k(
     if style == "pretext":
         pairs = _pretext_scenes(n, size, seed, short)
     else:
-        pairs = ((scene.image, scene.semantic_mask) for scene in _scenes(n, size, seed, split))
+        pairs = ((scene.image, scene.semantic_mask) for scene in split_scenes(n, size, seed, split))
     for i, (image, semantic) in enumerate(pairs):
         stem = f"ADE_{short}_{i + 1:08d}"
         _save_jpeg(image, root / "images" / split / f"{stem}.jpg")

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 LORAND_INITS = ("identity", "kaiming")
 LORAND_BIAS_INITS = ("zeros", "uniform")
 
