@@ -14,10 +14,10 @@ import pytest
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
-from monatune.data.datamodule import CHECK_FOLDER
 from monatune.data.verify import CorruptImageError
 from monatune.data.voc import VOCDetection
 from monatune.engine.config import load_config, parse_config
+from monatune.engine.datamodule import CHECK_FOLDER
 from monatune.engine.run import task_builders
 
 REPO = Path(__file__).resolve().parents[1]

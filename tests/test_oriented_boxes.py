@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.ops import box_convert
 
-from monatune.tasks.oriented.boxes import (
+from monatune.ops.rotated_boxes import (
     boxes_to_hboxes,
     boxes_to_polygons,
     flip_boxes,

@@ -10,8 +10,8 @@ import torch
 
 import monatune
 from monatune.backbones import TimmDenseSwin
+from monatune.ops.rotated_boxes import boxes_to_polygons
 from monatune.tasks.oriented import build_oriented_detector
-from monatune.tasks.oriented.boxes import boxes_to_polygons
 from monatune.tasks.oriented.h2rbox_views import rotate_boxes, rotate_images, symmetry_loss, vflip_boxes
 from monatune.tuning import apply_with_heads
 
@@ -125,7 +125,7 @@ def test_h2rbox_v2_learns_from_horizontal_boxes_only():
     model.train()
     images, targets = batch()
     # A box and the axis-aligned box around it carry the same (weak) label.
-    from monatune.tasks.oriented.boxes import boxes_to_hboxes, hboxes_to_boxes
+    from monatune.ops.rotated_boxes import boxes_to_hboxes, hboxes_to_boxes
 
     weak = [{"boxes": hboxes_to_boxes(boxes_to_hboxes(t["boxes"])), "labels": t["labels"]} for t in targets]
     torch.manual_seed(1)

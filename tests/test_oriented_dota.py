@@ -11,9 +11,9 @@ from PIL import Image
 from monatune.data.dota import DOTA_V1_CLASSES, STAR_CLASSES, DotaDataset, collate_oriented, read_dota_labels, write_dota_labels
 from monatune.data.errors import DatasetError
 from monatune.data.synthetic_rotated import SYNTHETIC_DOTA_CLASSES, write_synthetic_dota
-from monatune.tasks.oriented.boxes import boxes_to_polygons, polygons_to_boxes
-from monatune.tasks.oriented.dota_eval import evaluate_dota, polygon_iou, read_task1_submission, write_task1_submission
-from monatune.tasks.oriented.iou import rotated_box_iou
+from monatune.metrics.dota_map import evaluate_dota, polygon_iou, read_task1_submission, write_task1_submission
+from monatune.ops.rotated_boxes import boxes_to_polygons, polygons_to_boxes
+from monatune.ops.rotated_iou import rotated_box_iou
 from monatune.tasks.oriented.patches import merge_patch_detections, parse_patch_name, patch_origins, patch_windows, split_dota
 
 LABELS = """imagesource:GoogleEarth

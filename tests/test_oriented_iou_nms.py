@@ -8,9 +8,9 @@ import torch
 from shapely.geometry import Polygon
 from torchvision.ops import nms
 
-from monatune.tasks.oriented.boxes import boxes_to_polygons
-from monatune.tasks.oriented.iou import rotated_box_iou, rotated_box_iou_pairwise
-from monatune.tasks.oriented.nms import batched_rotated_nms, multiclass_rotated_nms, rotated_nms
+from monatune.ops.nms import batched_rotated_nms, multiclass_rotated_nms, rotated_nms
+from monatune.ops.rotated_boxes import boxes_to_polygons
+from monatune.ops.rotated_iou import rotated_box_iou, rotated_box_iou_pairwise
 
 
 def random_boxes(n: int, seed: int, spread: float = 40.0) -> torch.Tensor:
@@ -110,7 +110,7 @@ def test_nms_equal_scores_keep_input_order_and_empty_input():
 @pytest.mark.parametrize("row_chunk", [1024, 7])
 def test_nms_of_horizontal_boxes_equals_torchvision(monkeypatch, row_chunk):
     """Also with the IoU rows computed a few at a time (the sparse path that merges many patches)."""
-    import monatune.tasks.oriented.nms as nms_module
+    import monatune.ops.nms as nms_module
 
     monkeypatch.setattr(nms_module, "ROW_CHUNK", row_chunk)
     g = torch.Generator().manual_seed(5)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
+from monatune.ops.roi_align import map_rois_to_levels, rotated_roi_align
+from monatune.ops.rotated_boxes import boxes_to_hboxes, regularize_boxes, wrap_angle
+from monatune.ops.rotated_iou import rotated_box_iou_pairwise
 from monatune.tasks.oriented.assign import IGNORED, NEGATIVE, horizontal_anchors, max_iou_assign, sample_assigned
-from monatune.tasks.oriented.boxes import boxes_to_hboxes, regularize_boxes, wrap_angle
 from monatune.tasks.oriented.coders import DeltaXYWHACoder, MidpointOffsetCoder, PSCCoder
 from monatune.tasks.oriented.gaussian_losses import gwd_distance, gwd_loss, kld_distance, kld_loss
-from monatune.tasks.oriented.iou import rotated_box_iou_pairwise
-from monatune.tasks.oriented.roi_align import map_rois_to_levels, rotated_roi_align
 
 
 def t(*rows):

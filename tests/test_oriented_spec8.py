@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from monatune.engine.config import load_config
+from monatune.metrics.dota_map import evaluate_dota
 from monatune.tasks.oriented import build_oriented_detector
 from monatune.tasks.oriented.coders import PSCCoder
-from monatune.tasks.oriented.dota_eval import evaluate_dota
 from monatune.tasks.oriented.h2rbox_v2 import H2RBoxV2, snap_to_axis
 from monatune.tasks.oriented.h2rbox_views import choose_view, rotate_images, view_symmetry_loss
 from monatune.tasks.oriented.module import OrientedModule, build_oriented

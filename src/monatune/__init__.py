@@ -7,8 +7,6 @@
     monatune.save_adapter(model, "mona.safetensors")
 """
 
-__version__ = "0.1.0"
-
 from monatune.adapter_io import AdapterMismatchError, load_adapter, save_adapter
 from monatune.backbones import create_backbone
 from monatune.checkpointing import checkpoint_blocks
@@ -16,6 +14,7 @@ from monatune.fuse import fuse, set_mona_form, unfuse
 from monatune.layers.mona import Mona
 from monatune.methods import methods
 from monatune.tuning import apply, apply_with_heads, count_parameters, tuning_state
+from monatune.version import __version__
 
 __all__ = [
     "AdapterMismatchError",

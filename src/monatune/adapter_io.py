@@ -69,7 +69,7 @@ def save_adapter(model: nn.Module, path: str | Path, *, backbone: str | None = N
     """
     from safetensors.torch import save_file
 
-    from monatune import __version__
+    from monatune.version import __version__
 
     state = tuning_state(model)
     if state is None:

@@ -4,7 +4,7 @@ and :func:`eval_transform_for`, the one eval transform of a config's data that v
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,14 @@ from torchvision.transforms.functional import pil_to_tensor
 from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD, Stats
 from monatune.data.synthetic_images import MEAN, STD
 
-if TYPE_CHECKING:
-    from monatune.engine.config import DataConfig
+
+
+class DataSection(Protocol):
+    """What the eval transform reads of a config's ``data`` section (``engine.config.DataConfig``)."""
+
+    dataset: str
+    image_size: int
+    resize_size: int
 
 
 def train_transform(size: int = 224, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> T.Compose:
@@ -48,7 +54,7 @@ class DigitsEvalTransform:
         return digit_pixels(grey[None], self.size)[0].expand(3, -1, -1)
 
 
-def eval_transform_for(data: DataConfig, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform_for(data: DataSection, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> Callable[[Image.Image], torch.Tensor]:
     """The eval transform of ``data`` (a config's ``data`` section) from a PIL RGB image to the model's
     input (3, image_size, image_size): the ``digits`` set's own preparation for ``digits``, else resize to
     ``resize_size``, centre crop ``image_size`` and standardisation with ``stats`` (the backbone's

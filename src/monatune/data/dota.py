@@ -213,7 +213,7 @@ class DotaDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        from monatune.tasks.oriented.boxes import polygons_to_boxes
+        from monatune.ops.rotated_boxes import polygons_to_boxes
 
         self._raise_label_error(index)
         image = read_rgb_image(self.images[index]).as_subclass(torch.Tensor).float() / 255.0

@@ -7,8 +7,8 @@ from torch.utils.data import Dataset, Subset
 from monatune.backbones.stats import input_stats
 from monatune.data.classification import build_classification_dataset, check_num_classes
 from monatune.data.classification_transforms import eval_transform_for, train_transform
-from monatune.data.datamodule import SplitDataModule
 from monatune.data.image_list import LabeledImageList
+from monatune.engine.datamodule import SplitDataModule
 
 # ``data.options`` keys read. digits only: ``num_train_images`` (the first N images of its training
 # split, for quick runs; null or absent = all 1,437).

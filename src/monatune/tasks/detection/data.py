@@ -21,11 +21,11 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from monatune.data.datamodule import SplitDataModule
 from monatune.data.dense_transforms import detection_train_transforms
 from monatune.data.synthetic_scenes import SYNTHETIC_CLASSES, write_voc
 from monatune.data.voc import BOX_CONVENTIONS, VOC_CLASSES, VOCDetection
 from monatune.engine.config import ExperimentConfig
+from monatune.engine.datamodule import SplitDataModule
 
 DATASETS = ("voc", "synthetic_voc")
 # ``data.options`` of every synthetic dataset (read by synthetic_params)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from monatune.tasks.oriented.boxes import box_corners, regularize_boxes, wrap_angle
+from monatune.ops.rotated_boxes import box_corners, regularize_boxes, wrap_angle
 
 _MAX_LOG_RATIO = abs(math.log(16.0 / 1000))  # mmdet's wh_ratio_clip: sides change at most 62.5x
 

@@ -53,11 +53,11 @@ def build_oriented_model(
     With ``method``, ``monatune.tuning.apply_with_heads(model, method)`` freezes the backbone except
     what the method trains; the neck and heads train fully, and ``save_adapter(model)`` saves both.
     """
-    import monatune
+    from monatune.backbones import create_backbone
     from monatune.tuning import apply_with_heads
 
     name = pretrained if isinstance(pretrained, str) else backbone
-    body = monatune.create_backbone(
+    body = create_backbone(
         name,
         dense=True,
         out_indices=tuple(out_indices if out_indices is not None else DEFAULT_OUT_INDICES.get(detector, (1, 2, 3))),

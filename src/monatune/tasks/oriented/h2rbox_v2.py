@@ -28,8 +28,8 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.ops.rotated_boxes import boxes_to_hboxes, hboxes_to_boxes, regularize_boxes
 from monatune.tasks.common import top_scoring_candidates
-from monatune.tasks.oriented.boxes import boxes_to_hboxes, hboxes_to_boxes, regularize_boxes
 from monatune.tasks.oriented.coders import PSCCoder
 from monatune.tasks.oriented.common import OrientedDetector, build_fpn
 from monatune.tasks.oriented.fcos_targets import DEFAULT_REGRESS_RANGES, centerness, fcos_rotated_targets, level_points
@@ -41,7 +41,7 @@ from monatune.tasks.oriented.h2rbox_views import (
     vflip_boxes,
     view_symmetry_loss,
 )
-from monatune.tasks.oriented.nms import multiclass_rotated_nms
+from monatune.ops.nms import multiclass_rotated_nms
 
 VARIANTS = ("v2p", "v2")
 # What each variant's views default to: (padding of the rotated view, its interpolation).

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from monatune.tasks.oriented.boxes import wrap_angle
+from monatune.ops.rotated_boxes import wrap_angle
 
 VIEWS = ("rotate", "flip")
 

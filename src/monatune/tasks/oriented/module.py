@@ -11,8 +11,8 @@ from torch import nn
 
 from monatune.engine.build import backbone_from_config
 from monatune.engine.config import ExperimentConfig
+from monatune.metrics.dota_map import DotaEvaluation, evaluate_dota, write_task1_submission
 from monatune.tasks.detection.module import DetectorModule, builder_options, gather_objects, input_stats, tune_dense_model
-from monatune.tasks.oriented.dota_eval import DotaEvaluation, evaluate_dota, write_task1_submission
 from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS, build_oriented_detector
 from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 

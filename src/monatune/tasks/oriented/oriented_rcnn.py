@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.ops.nms import multiclass_rotated_nms
+from monatune.ops.roi_align import multilevel_rotated_roi_align
+from monatune.ops.rotated_iou import rotated_box_iou
 from monatune.tasks.oriented.assign import max_iou_assign, sample_assigned
 from monatune.tasks.oriented.coders import DeltaXYWHACoder
 from monatune.tasks.oriented.common import OrientedDetector, build_fpn
-from monatune.tasks.oriented.iou import rotated_box_iou
-from monatune.tasks.oriented.nms import multiclass_rotated_nms
 from monatune.tasks.oriented.oriented_rpn import OrientedRPN
-from monatune.tasks.oriented.roi_align import multilevel_rotated_roi_align
 
 
 class RotatedBoxHead(nn.Module):

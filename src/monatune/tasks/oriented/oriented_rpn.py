@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms, box_iou
 
+from monatune.ops.rotated_boxes import boxes_to_hboxes
 from monatune.tasks.oriented.assign import horizontal_anchors, max_iou_assign, sample_assigned
-from monatune.tasks.oriented.boxes import boxes_to_hboxes
 from monatune.tasks.oriented.coders import MidpointOffsetCoder
 
 

@@ -11,7 +11,7 @@ from monatune.data.errors import read_rgb_image
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.predict import image_ids, to_device
 from monatune.files import write_json_atomic
-from monatune.tasks.oriented.dota_eval import write_task1_submission
+from monatune.metrics.dota_map import write_task1_submission
 from monatune.tasks.oriented.patches import crop_patch, patch_name, patch_pad_value, patch_windows
 from monatune.tasks.oriented.protocol import merge_settings
 

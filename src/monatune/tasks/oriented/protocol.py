@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from monatune.tasks.oriented.nms import batched_rotated_nms
+from monatune.ops.nms import batched_rotated_nms
 from monatune.tasks.oriented.patches import parse_patch_name
 
 DIFFICULT_RULES = ("ignore", "count")

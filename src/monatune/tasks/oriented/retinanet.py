@@ -21,13 +21,13 @@ from torch import nn
 from torchvision.ops import box_iou, sigmoid_focal_loss
 
 from monatune.backbones.dense_swin import DenseSwin
+from monatune.ops.nms import multiclass_rotated_nms
+from monatune.ops.rotated_boxes import boxes_to_hboxes
 from monatune.tasks.common import top_scoring_candidates
 from monatune.tasks.oriented.assign import horizontal_anchors, max_iou_assign
-from monatune.tasks.oriented.boxes import boxes_to_hboxes
 from monatune.tasks.oriented.coders import DeltaXYWHACoder
 from monatune.tasks.oriented.common import OrientedDetector, build_fpn
 from monatune.tasks.oriented.gaussian_losses import GAUSSIAN_LOSSES
-from monatune.tasks.oriented.nms import multiclass_rotated_nms
 
 
 def conv_tower(channels_in: int, channels: int, depth: int) -> nn.Sequential:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from monatune.tasks.oriented.iou import rotated_box_iou
+from monatune.ops.rotated_iou import rotated_box_iou
 
 ROW_CHUNK = 1024  # rows of the IoU matrix held at once: memory O(ROW_CHUNK x N), not O(N^2)
 

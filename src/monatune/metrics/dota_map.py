@@ -22,8 +22,8 @@ import torch
 from shapely.geometry import Polygon
 
 from monatune.metrics.average_precision import precision_recall, voc07_11point_ap
-from monatune.tasks.oriented.boxes import boxes_to_polygons, polygons_to_boxes
-from monatune.tasks.oriented.iou import rotated_box_iou
+from monatune.ops.rotated_boxes import boxes_to_polygons, polygons_to_boxes
+from monatune.ops.rotated_iou import rotated_box_iou
 
 
 def _as_numpy(x) -> np.ndarray:

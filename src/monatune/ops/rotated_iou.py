@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from monatune.tasks.oriented.boxes import box_corners
+from monatune.ops.rotated_boxes import box_corners
 
 
 def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
