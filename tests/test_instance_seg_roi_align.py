@@ -22,7 +22,7 @@ from torchvision.ops.poolers import LevelMapper
 
 from monatune.engine.config import load_config
 from monatune.tasks.instance_segmentation.cascade_roi_heads import CascadeRoIHeads, CascadeStage
-from monatune.tasks.instance_segmentation.engine import build_instance_segmenter
+from monatune.tasks.instance_segmentation.module import build_instance_segmenter
 from monatune.tasks.instance_segmentation.mask_rcnn import AlignedMaskRoIHeads
 from monatune.tasks.instance_segmentation.roi_align import (
     AlignedMultiScaleRoIAlign,

@@ -23,7 +23,9 @@ def test_smooth_is_a_trailing_mean_that_keeps_every_step():
 
 def test_main_metric_prefers_the_task_metric_over_the_loss():
     assert main_metric({"a": history([1.0], "val/top1", [50.0])}) == "val/top1"
-    assert main_metric({"a": history([1.0], "val/miou", [10.0]), "b": history([1.0], "val/map", [5.0])}) == "val/map"
+    two = {"a": history([1.0], "val/miou", [10.0]), "b": history([1.0], "val/map", [5.0])}
+    assert main_metric(two, preferred=["val/map"]) == "val/map"  # the runs' tasks' metrics (task registry)
+    assert main_metric(two, preferred=["val/top1", "val/miou"]) == "val/miou"
     assert main_metric({"a": history([1.0], "val/custom", [1.0])}) == "val/custom"
     assert main_metric({"a": {"step_loss": [1.0], "val": []}}) is None
 
@@ -62,7 +64,7 @@ def test_plot_command(tmp_path, capsys):
 @pytest.mark.parametrize("labels", [None, ["x", "y"]])
 def test_two_runs_of_one_method_get_distinct_labels(tmp_path, labels, monkeypatch):
     seen = {}
-    monkeypatch.setattr("monatune.plots.plot_runs", lambda histories, path, metric=None: seen.update(histories) or path)
+    monkeypatch.setattr("monatune.plots.plot_runs", lambda histories, path, metric=None, preferred=(): seen.update(histories) or path)
     one = _run_dir(tmp_path, "seed0", "mona", history([1.0], "val/top1", [1.0]))
     two = _run_dir(tmp_path, "seed1", "mona", history([1.0], "val/top1", [1.0]))
     assert main(["plot", one, two, *(["--labels", *labels] if labels else [])]) == 0
@@ -91,7 +93,7 @@ def test_labels_and_records_tolerate_sparse_files(tmp_path):
 
 def test_runs_in_same_named_folders_keep_their_own_curves(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("monatune.plots.plot_runs", lambda histories, path, metric=None: seen.update(histories) or path)
+    monkeypatch.setattr("monatune.plots.plot_runs", lambda histories, path, metric=None, preferred=(): seen.update(histories) or path)
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
     one = _run_dir(tmp_path / "x", "mona", "mona", history([1.0], "val/top1", [1.0]))

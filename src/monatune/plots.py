@@ -13,7 +13,6 @@ from matplotlib.ticker import MaxNLocator
 from monatune.files import write_atomically
 
 # The metric each task family is judged by, in the order tried when none is named.
-MAIN_METRICS = ("val/top1", "val/map", "val/miou", "val/segm_map", "val/bbox_map")
 
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
@@ -67,26 +66,31 @@ def _loss_panel(ax: Axes, losses: dict[str, list[float]], window: int, xlabel: s
     ax.legend(fontsize=8, ncol=2)
 
 
-def main_metric(histories: dict[str, dict[str, Any]]) -> str | None:
-    """The first of ``MAIN_METRICS`` any run recorded, else any validation metric but the loss."""
+def main_metric(histories: dict[str, dict[str, Any]], preferred: Sequence[str] = ()) -> str | None:
+    """The first of ``preferred`` (the runs' tasks' main metrics, ``engine.tasks``) any run recorded,
+    else any validation metric but the loss."""
     keys = [k for h in histories.values() for record in h.get("val", []) for k in record]
-    for key in MAIN_METRICS:
+    for key in preferred:
         if key in keys:
             return key
     return next((k for k in keys if k.startswith("val/") and k != "val/loss"), None)
 
 
-def plot_runs(histories: dict[str, dict[str, Any]], path: Path, metric: str | None = None, window: int | None = None) -> Path:
+def plot_runs(
+    histories: dict[str, dict[str, Any]], path: Path, metric: str | None = None, window: int | None = None,
+    preferred: Sequence[str] = (),
+) -> Path:  # fmt: skip
     """Training loss per step (smoothed) and ``metric`` per epoch of each run, side by side.
 
     ``histories``: label -> a run's ``history.json`` content (``step_loss``, ``val`` records with
-    ``epoch``); ``metric`` defaults to ``main_metric``; ``window`` to 1/25 of the longest run."""
+    ``epoch``); ``metric`` defaults to ``main_metric(histories, preferred)``; ``window`` to 1/25 of the
+    longest run."""
     losses = {label: list(h.get("step_loss", [])) for label, h in histories.items()}
     window = window or max(1, max((len(v) for v in losses.values()), default=0) // 25)
     recorded = sorted({k for h in histories.values() for r in h.get("val", []) for k in r if k != "epoch"})
     if metric is not None and metric not in recorded:
         raise ValueError(f"metric {metric!r} was not recorded by these runs; recorded: {', '.join(recorded) or 'none'}")
-    metric = metric or main_metric(histories)
+    metric = metric or main_metric(histories, preferred)
     fig = Figure(figsize=(11, 4.2), dpi=120)
     left, right = fig.subplots(1, 2)
     _loss_panel(left, losses, window)

@@ -20,17 +20,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_command)
 
 
-def run_label(run_dir: Path) -> str:
-    """The run's method from its config.yaml, else the folder name."""
+def _run_config(run_dir: Path) -> dict:
     import yaml
 
     config = run_dir / "config.yaml"
-    if config.is_file():
-        raw = yaml.safe_load(config.read_text())
-        model = raw.get("model") if isinstance(raw, dict) else None
-        if isinstance(model, dict) and model.get("method"):
-            return str(model["method"])
+    raw = yaml.safe_load(config.read_text()) if config.is_file() else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def run_label(run_dir: Path) -> str:
+    """The run's method from its config.yaml, else the folder name."""
+    model = _run_config(run_dir).get("model")
+    if isinstance(model, dict) and model.get("method"):
+        return str(model["method"])
     return run_dir.name
+
+
+def task_metrics(runs: list[Path]) -> list[str]:
+    """The main metrics (task registry) of the runs' tasks, from their config.yaml files."""
+    from monatune.engine.tasks import TASK_NAMES, get_task
+
+    tasks = dict.fromkeys(str(_run_config(run).get("task")) for run in runs)
+    return [get_task(task).main_metric for task in tasks if task in TASK_NAMES]
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -45,5 +56,5 @@ def run_command(args: argparse.Namespace) -> int:
     if len(set(labels)) != len(labels):  # ... and by their whole paths when the folders share a name
         labels = [f"{label.split(' (')[0]} ({run})" for label, run in zip(labels, runs)]
     histories = {label: read_history(run) for label, run in zip(labels, runs)}
-    print(f"wrote {plot_runs(histories, Path(args.out), metric=args.metric)}")
+    print(f"wrote {plot_runs(histories, Path(args.out), metric=args.metric, preferred=task_metrics(runs))}")
     return 0

@@ -257,15 +257,43 @@ def collate_oriented(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list[t
     return list(images), list(targets)
 
 
+DATASETS = ("dota", "star", "synthetic_dota")  # the oriented datasets ``data.dataset`` names
+
+
+def dota_class_names(dataset: str, num_classes: int, classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The class list of oriented ``dataset`` (``classes`` overrides it); its length must be ``num_classes``."""
+    from monatune.data.synthetic_rotated import SYNTHETIC_DOTA_CLASSES
+
+    if dataset not in DATASETS:
+        raise ValueError(f"data.dataset: {dataset!r} is not an oriented dataset; valid: {', '.join(DATASETS)}")
+    default = SYNTHETIC_DOTA_CLASSES if dataset == "synthetic_dota" else DATASET_CLASSES[dataset]
+    names = tuple(classes if classes is not None else default)
+    if len(names) != num_classes:
+        raise ValueError(f"model.num_classes is {num_classes} but {dataset!r} has {len(names)} classes: {names}")
+    return names
+
+
+def split_names(split: str) -> list[str]:
+    """``"train+val"`` -> ``["train", "val"]``."""
+    names = [s.strip() for s in split.split("+") if s.strip()]
+    if not names:
+        raise ValueError(f"empty split name {split!r}")
+    return names
+
+
 __all__ = [
+    "DATASETS",
     "DATASET_CLASSES",
     "DOTA_V1_CLASSES",
     "STAR_CLASSES",
     "DotaDataset",
     "DotaLabels",
     "collate_oriented",
+    "dota_class_names",
     "find_images",
     "flip_image_and_polygons",
     "read_dota_labels",
+    "split_names",
     "write_dota_labels",
 ]
+

@@ -194,3 +194,14 @@ class VOCDetection(Dataset):
             "image_id": index,
         }
         return image, target
+
+
+def voc_image_sets(split: str) -> list[tuple[str, str]]:
+    """``"2007/trainval+2012/trainval"`` (or ``VOC2007/...``) -> ``[("2007", "trainval"), ("2012", "trainval")]``."""
+    sets = []
+    for part in split.split("+"):
+        year, sep, name = part.strip().removeprefix("VOC").partition("/")
+        if not sep or not year.isdigit() or not name:
+            raise ValueError(f"VOC split {split!r}: expected YEAR/IMAGE_SET parts joined by '+', e.g. 2007/trainval+2012/trainval")
+        sets.append((year, name))
+    return sets

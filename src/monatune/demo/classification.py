@@ -54,8 +54,7 @@ class _WithoutHead:
 
 DEMO = DemoTask(
     name="classification",
-    metric_key="val/top1",
-    metric_label="top-1 (%)",
+    task="classification",
     make_config=make_config,
     backbone_of=_WithoutHead,
     description="embedded Swin (pretrained on synthetic shapes) -> sklearn digits, 10 classes",

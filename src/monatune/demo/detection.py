@@ -77,8 +77,7 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
 
 DEMO = dense_demo_task(
     name="detection",
-    metric_key="val/map",
-    metric_label="VOC07 mAP (%)",
+    task="detection",
     make_config=make_config,
     description="embedded Swin -> RetinaNet on synthetic VOC-layout shape scenes, 5 classes",
 )

@@ -54,8 +54,7 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
 
 DEMO = dense_demo_task(
     name="oriented",
-    metric_key="val/map",
-    metric_label="DOTA mAP (%)",
+    task="oriented",
     make_config=make_config,
     description="embedded Swin -> rotated RetinaNet (KLD) on synthetic DOTA-format rotated shapes, 3 classes",
 )

@@ -20,23 +20,31 @@ from monatune.demo.report import markdown_table, plot_loss_curves, print_table, 
 from monatune.engine.config import ExperimentConfig, parse_config
 from monatune.engine.run import ADAPTER_FILE, task_builders
 from monatune.engine.run import run as run_engine
+from monatune.engine.tasks import get_task
 from monatune.methods import methods as all_methods
 from monatune.tuning import count_parameters
 
 
 @dataclass
 class DemoTask:
-    """What a demo variant needs: its config per method and the metric to report. Module and data come
-    from the task engine (``monatune.engine.run.task_builders``), as for ``monatune fit``."""
+    """What a demo variant needs: its config per method. Module, data and the metric it reports come
+    from the task registry (``monatune.engine.tasks``) of ``task``, as for ``monatune fit``."""
 
     name: str
-    metric_key: str  # e.g. "val/top1"
-    metric_label: str  # column title
+    task: str  # a registered task name
     make_config: Callable[[str, bool, Path], ExperimentConfig]  # (method, quick, out_dir)
     backbone_of: Callable[[nn.Module], nn.Module]  # the tuned backbone inside module.model
     description: str = ""
     default_methods: str = "mona,full"
     quick_description: str = ""  # what --quick runs instead, where it differs
+
+    @property
+    def metric_key(self) -> str:
+        return get_task(self.task).main_metric
+
+    @property
+    def metric_label(self) -> str:
+        return get_task(self.task).metric_label
 
 
 def dense_backbone(model: nn.Module) -> nn.Module:
@@ -44,11 +52,9 @@ def dense_backbone(model: nn.Module) -> nn.Module:
     return model.backbone
 
 
-def dense_demo_task(
-    name: str, metric_key: str, metric_label: str, make_config: Callable[[str, bool, Path], ExperimentConfig], description: str
-) -> DemoTask:
+def dense_demo_task(name: str, task: str, make_config: Callable[[str, bool, Path], ExperimentConfig], description: str) -> DemoTask:
     """The demo of a dense task: the tuned backbone at ``model.backbone``."""
-    return DemoTask(name, metric_key, metric_label, make_config, backbone_of=dense_backbone, description=description)
+    return DemoTask(name, task, make_config, backbone_of=dense_backbone, description=description)
 
 
 def parse_methods(spec: str | Sequence[str]) -> list[str]:

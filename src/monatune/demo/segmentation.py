@@ -48,8 +48,7 @@ def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
 
 DEMO = dense_demo_task(
     name="segmentation",
-    metric_key="val/miou",
-    metric_label="mIoU (%)",
+    task="semantic_segmentation",
     make_config=make_config,
     description="embedded Swin -> UperNet on pretraining-style scenes in the ADE20K layout, background/object",
 )

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-TASKS = ("classification", "detection", "instance_segmentation", "semantic_segmentation", "oriented")
+from monatune.engine.tasks import TASK_NAMES
+
+TASKS = TASK_NAMES  # the registered tasks (engine/tasks.py)
 SCHEDULES = ("cosine", "step", "poly", "constant")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # Lightning's names
 PATCH_SIZE = 4  # every Swin here (timm, torchvision, embedded) embeds 4x4 patches

@@ -17,10 +17,9 @@ uses (see its ``predict.py``):
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -29,18 +28,10 @@ from monatune.data.errors import read_rgb_image
 from monatune.data.image_list import find_unreadable
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.run import load_checkpoint_tensors, task_builders
+from monatune.engine.tasks import get_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
-# task -> "module:function" taking (module, cfg, image paths, out_dir, options) -> written paths
-PREDICTORS: dict[str, str] = {
-    "classification": "monatune.tasks.classification.predict:predict_classes",
-    "detection": "monatune.tasks.detection.predict:predict_boxes",
-    "instance_segmentation": "monatune.tasks.detection.predict:predict_boxes",
-    "semantic_segmentation": "monatune.tasks.semantic_segmentation.predict:predict_label_maps",
-    "oriented": "monatune.tasks.oriented.predict:predict_rotated_boxes",
-}
-Predictor = Callable[[Any, ExperimentConfig, list[Path], Path, dict[str, Any]], list[Path]]
 
 
 def image_paths(inputs: Sequence[str | Path], exclude: str | Path | None = None) -> list[Path]:
@@ -110,13 +101,10 @@ def predict(
     """Predict every image of ``inputs`` with the trained model; returns the files written to ``out_dir``.
 
     ``device``: where the model runs (default: CUDA when available, else the CPU)."""
-    if cfg.task not in PREDICTORS:
-        raise ValueError(f"predict: no predictor for task {cfg.task!r}; valid: {', '.join(PREDICTORS)}")
+    predictor = get_task(cfg.task).predict
     paths = readable_images(image_paths(inputs, exclude=out_dir))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     module = trained_module(cfg, adapter, ckpt).to(device)
-    module_name, func = PREDICTORS[cfg.task].split(":")
-    predictor: Predictor = getattr(importlib.import_module(module_name), func)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():

@@ -74,7 +74,7 @@ def check_data_exists(cfg: ExperimentConfig, command: str) -> None:
 
 
 def _voc_detection(root: Path, split: str) -> list[Need]:
-    from monatune.tasks.detection.data import voc_image_sets
+    from monatune.data.voc import voc_image_sets
 
     needs: list[Need] = []
     for year, name in voc_image_sets(split):
@@ -88,7 +88,7 @@ def _voc_detection(root: Path, split: str) -> list[Need]:
 
 
 def _dota(root: Path, split: str) -> list[Need]:
-    from monatune.tasks.oriented.datamodule import split_names
+    from monatune.data.dota import split_names
 
     return [(root / name / "images", f"the images of split {name!r} (<root>/<split>/images)") for name in split_names(split)]
 

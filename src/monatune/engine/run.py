@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import warnings
@@ -18,31 +17,16 @@ from monatune.adapter_io import load_adapter, save_adapter
 from monatune.engine.callbacks import ConfigFile, EpochLines, History, RNGState, RunCost
 from monatune.engine.checkpoint_io import SafeCheckpointIO
 from monatune.engine.config import ExperimentConfig
+from monatune.engine.tasks import get_task
 from monatune.engine.trainer import build_trainer, shows_progress_bar
 
 TaskBuilders = tuple[Callable[[ExperimentConfig], L.LightningModule], Callable[[ExperimentConfig], L.LightningDataModule]]
 
 
-# task -> "module:function" returning (build_module(cfg), build_data(cfg)); imported on first use.
-TASKS: dict[str, str] = {
-    "classification": "monatune.tasks.classification.engine:builders",
-    "detection": "monatune.tasks.detection.engine:builders",
-    "instance_segmentation": "monatune.tasks.instance_segmentation.engine:builders",
-    "semantic_segmentation": "monatune.tasks.semantic_segmentation.engine:builders",
-    "oriented": "monatune.tasks.oriented.engine:builders",
-}
-
-
 def task_builders(task: str) -> TaskBuilders:
-    """The (module builder, data builder) pair of ``task``."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-    module_name, func = TASKS[task].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ValueError(f"task {task!r} is not available in this build ({exc})") from exc
-    return getattr(module, func)()
+    """The (module builder, data builder) pair of ``task`` (its registry record, ``engine.tasks``)."""
+    record = get_task(task)
+    return record.build_module, record.build_data
 
 
 def resolve_ckpt(out_dir: Path, ckpt: str | None) -> str | None:
@@ -174,7 +158,7 @@ def run(
                 save_adapter(module.model, out_dir / ADAPTER_FILE, backbone=backbone_name(cfg), task=cfg.task)
             except Exception as exc:  # reached the barrier first, so other DDP ranks do not hang
                 failure = exc
-            _plot_curves(cfg.model.method, history, out_dir / CURVES_FILE)
+            _plot_curves(cfg.model.method, history, out_dir / CURVES_FILE, get_task(cfg.task).main_metric)
         trainer.strategy.barrier()  # every rank returns once the adapter file is there
         if failure is not None:
             raise failure
@@ -192,12 +176,13 @@ def run(
     }
 
 
-def _plot_curves(label: str, history: History, path: Path) -> None:
-    """curves.png of a finished fit; a plotting failure warns instead of failing the trained run."""
+def _plot_curves(label: str, history: History, path: Path, metric: str) -> None:
+    """curves.png of a finished fit (``metric``: the task's main one, when recorded); a plotting
+    failure warns instead of failing the trained run."""
     try:
         from monatune.plots import plot_runs
 
-        plot_runs({label: history.as_dict()}, path)
+        plot_runs({label: history.as_dict()}, path, preferred=[metric])
     except Exception as exc:  # matplotlib/font/disk problems must not lose a finished run
         warnings.warn(f"could not write {path}: {type(exc).__name__}: {exc}", stacklevel=2)
 

@@ -99,8 +99,7 @@ def _rename_voc_classes(devkit: Path, year: str, class_names: tuple[str, ...]) -
 
 
 def _detection(cfg: ExperimentConfig, root: Path, counts: dict[str, int]) -> Layout:
-    from monatune.data.voc import VOC_CLASSES
-    from monatune.tasks.detection.data import voc_image_sets
+    from monatune.data.voc import VOC_CLASSES, voc_image_sets
 
     for split, n in counts.items():
         for year, image_set in voc_image_sets(split):
@@ -123,11 +122,11 @@ def _semantic_segmentation(cfg: ExperimentConfig, root: Path, counts: dict[str, 
 
 
 def _oriented(cfg: ExperimentConfig, root: Path, counts: dict[str, int]) -> Layout:
+    from monatune.data.dota import dota_class_names, split_names
     from monatune.data.synthetic_rotated import write_synthetic_dota
-    from monatune.tasks.oriented.datamodule import oriented_class_names, split_names
 
     size = int(cfg.data.options.get("patch_size") or cfg.data.image_size)
-    classes = oriented_class_names(cfg)[:6]  # the synthetic writer draws up to 6 classes
+    classes = dota_class_names(cfg.data.dataset, cfg.model.num_classes, cfg.data.options.get("classes"))[:6]  # the synthetic writer draws up to 6 classes
     per_folder: dict[str, int] = {}  # a folder in two splits (train+val and val) is written once
     for split, n in counts.items():
         for name in split_names(split):

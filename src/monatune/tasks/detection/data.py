@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from monatune.data.dense_transforms import detection_train_transforms
 from monatune.data.synthetic_scenes import SYNTHETIC_CLASSES, write_voc
-from monatune.data.voc import BOX_CONVENTIONS, VOC_CLASSES, VOCDetection
+from monatune.data.voc import BOX_CONVENTIONS, VOC_CLASSES, VOCDetection, voc_image_sets
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.datamodule import SplitDataModule
 
@@ -78,17 +78,6 @@ def require_root(cfg: ExperimentConfig) -> Path:
     if not cfg.data.root:
         raise ValueError(f"data.root: {cfg.data.dataset!r} needs a folder (for synthetic data: where to write it)")
     return Path(cfg.data.root)
-
-
-def voc_image_sets(split: str) -> list[tuple[str, str]]:
-    """``"2007/trainval+2012/trainval"`` (or ``VOC2007/...``) -> ``[("2007", "trainval"), ("2012", "trainval")]``."""
-    sets = []
-    for part in split.split("+"):
-        year, sep, name = part.strip().removeprefix("VOC").partition("/")
-        if not sep or not year.isdigit() or not name:
-            raise ValueError(f"VOC split {split!r}: expected YEAR/IMAGE_SET parts joined by '+', e.g. 2007/trainval+2012/trainval")
-        sets.append((year, name))
-    return sets
 
 
 def box_convention(cfg: ExperimentConfig) -> str:

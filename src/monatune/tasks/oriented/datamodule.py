@@ -36,14 +36,13 @@ from typing import Any, Callable
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
-from monatune.data.dota import DATASET_CLASSES, DotaDataset, collate_oriented
-from monatune.data.synthetic_rotated import SYNTHETIC_DOTA_CLASSES, write_synthetic_dota
+from monatune.data.dota import DATASETS, DotaDataset, collate_oriented, dota_class_names, split_names
+from monatune.data.synthetic_rotated import write_synthetic_dota
 from monatune.engine.config import ExperimentConfig
 from monatune.tasks.detection.data import DenseDataModule
 from monatune.tasks.oriented.patches import SPLIT_VERSION, patch_pad_value, split_dota
 from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_settings, score_settings
 
-DATASETS = ("dota", "star", "synthetic_dota")
 # Every ``data.options`` key read here, in protocol.py (merge_*, eval_*) and predict.py (patch_pad_value)
 ORIENTED_OPTIONS = (
     "patch_size", "overlap", "patch_root", "iof_threshold", "patch_pad_value",
@@ -63,22 +62,7 @@ def merge_nms_iou(cfg: ExperimentConfig) -> float:
 
 def oriented_class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     """The class list of ``cfg.data`` (``options.classes`` overrides); its length must be ``num_classes``."""
-    d = cfg.data
-    if d.dataset not in DATASETS:
-        raise ValueError(f"data.dataset: {d.dataset!r} is not an oriented dataset; valid: {', '.join(DATASETS)}")
-    default = SYNTHETIC_DOTA_CLASSES if d.dataset == "synthetic_dota" else DATASET_CLASSES[d.dataset]
-    classes = tuple(d.options.get("classes", default))
-    if len(classes) != cfg.model.num_classes:
-        raise ValueError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset!r} has {len(classes)} classes: {classes}")
-    return classes
-
-
-def split_names(split: str) -> list[str]:
-    """``"train+val"`` -> ``["train", "val"]``."""
-    names = [s.strip() for s in split.split("+") if s.strip()]
-    if not names:
-        raise ValueError(f"empty split name {split!r}")
-    return names
+    return dota_class_names(cfg.data.dataset, cfg.model.num_classes, cfg.data.options.get("classes"))
 
 
 def write_once(
