@@ -202,17 +202,13 @@ def test_class_lists():
     assert len(set(STAR_CLASSES)) == 48
 
 
-def test_paper_configs_are_current_and_load(tmp_path):
+def test_oriented_paper_configs_load():
+    """(That every paper config is what its generator gives: tests/test_paper_configs_current.py.)"""
     from monatune.engine.config import load_config
     from monatune.methods import methods
-    from monatune.tasks.oriented.paper_configs import write_oriented_paper_configs
 
     root = Path(__file__).resolve().parents[1] / "configs" / "paper" / "oriented"
-    fresh = write_oriented_paper_configs(tmp_path)
-    assert len(fresh) == 2 * 3 * len(methods())
-    for path in fresh:
-        committed = root / path.relative_to(tmp_path)
-        assert committed.read_text() == path.read_text(), f"{committed} is stale: rerun write_oriented_paper_configs()"
+    assert len(list(root.rglob("*.yaml"))) == 2 * 3 * len(methods())
     cfg = load_config(root / "dota" / "h2rbox_v2" / "mona.yaml")
     assert cfg.task == "oriented" and cfg.model.head == "h2rbox_v2" and cfg.optim.lr == 5e-5
     assert cfg.model.num_classes == 15 and cfg.optim.milestones == [8, 11]

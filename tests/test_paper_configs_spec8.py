@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-import yaml
 
 from monatune.engine.config import load_config
 from monatune.methods import build_method, methods
@@ -24,18 +22,6 @@ def _configs(folder: Path):
     paths = sorted(folder.rglob("*.yaml"))
     assert paths, f"no configs under {folder}"
     return [(p, load_config(p)) for p in paths]
-
-
-def test_classification_configs_match_their_generator():
-    spec = importlib.util.spec_from_file_location("make_paper_configs", ROOT / "scripts" / "make_paper_configs.py")
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    for dataset in generator.CLASSIFICATION:
-        for method in methods():
-            path = PAPER / "classification" / dataset / f"{method}.yaml"
-            assert yaml.safe_load(path.read_text()) == generator.classification_config(dataset, method), (
-                f"{path} differs: rerun scripts/make_paper_configs.py"
-            )
 
 
 def test_classification_drop_path_and_decay():
