@@ -13,7 +13,7 @@ SRC = Path(monatune.__file__).parent
 
 # Bottom to top; packages on one line are peers (neither imports the other). "<root>" = monatune/__init__.py.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("version", "files", "weights"),  # weights/: package data only (the embedded backbones' files)
+    ("version", "files", "weights", "configs"),  # weights/, configs/: package data (embedded weights, small configs)
     ("layers",),
     ("backbones",),
     ("methods",),

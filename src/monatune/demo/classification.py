@@ -8,38 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monatune.demo.runner import DemoTask
-from monatune.engine.config import ExperimentConfig, parse_config
+from monatune.demo.runner import DemoTask, small_config_run
+from monatune.engine.config import ExperimentConfig
 
 FULL = {"backbone": "swin_mini_synthetic", "epochs": 8, "num_train_images": None}
 QUICK = {"backbone": "swin_nano_synthetic", "epochs": 2, "num_train_images": 384}
 
 
 def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
-    setting = QUICK if quick else FULL
-    return parse_config(
-        {
-            "task": "classification",
-            "model": {"backbone": setting["backbone"], "method": method, "num_classes": 10, "drop_path_rate": 0.1},
-            "data": {
-                "dataset": "digits",
-                "image_size": 64,
-                "batch_size": 32,
-                "num_workers": 0,
-                "options": {"num_train_images": setting["num_train_images"]},
-            },
-            # One recipe for every method, as the paper does (AdamW, cosine with warmup, clip 5).
-            "optim": {"lr": 1e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 0.5, "grad_clip": 5.0},
-            "trainer": {
-                "max_epochs": setting["epochs"],
-                "out_dir": str(out_dir),
-                "accelerator": "cpu",
-                "devices": 1,
-                "seed": 0,
-                "log_every_n_steps": 5,
-            },
-        }
-    )
+    """``configs/small/classification_digits.yaml`` (one recipe for every method, as the paper: AdamW,
+    cosine with warmup, clip 5) with the demo's backbone, epochs and training images."""
+    return small_config_run("classification_digits", method, out_dir, QUICK if quick else FULL)
 
 
 class _WithoutHead:

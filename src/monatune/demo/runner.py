@@ -13,11 +13,13 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import yaml
 from torch import nn
 
 from monatune.demo import DEMO_TASKS
 from monatune.demo.report import markdown_table, plot_loss_curves, print_table, write_results
-from monatune.engine.config import ExperimentConfig, parse_config
+from monatune.configs import small_config
+from monatune.engine.config import ExperimentConfig, load_config, parse_config
 from monatune.engine.run import ADAPTER_FILE, task_builders
 from monatune.engine.run import run as run_engine
 from monatune.engine.tasks import get_task
@@ -45,6 +47,35 @@ class DemoTask:
     @property
     def metric_label(self) -> str:
         return get_task(self.task).metric_label
+
+
+def small_config_run(
+    config: str, method: str, out_dir: Path, setting: dict[str, Any], *, step_at: float | None = None
+) -> ExperimentConfig:  # fmt: skip
+    """The demo run of ``method``: the shipped small config ``config`` (``monatune.configs``) loaded as
+    ``monatune fit --config`` loads it, with the demo's overrides: the method, its run folder, a line of
+    log every 5 steps, and the ``setting`` (``backbone``, ``epochs``, ``num_train_images``,
+    ``num_val_images``; absent keys keep the file's values). A dense task validates after the last
+    epoch only (the table's metric) and writes its synthetic data under ``<demo out>/data/``;
+    ``step_at``: a step schedule decays at that fraction of the epochs."""
+    raw = yaml.safe_load(small_config(config).read_text())
+    dense = raw["task"] != "classification"
+    overrides = [f"model.method={method}", f"trainer.out_dir={out_dir}", "trainer.log_every_n_steps=5"]
+    if "backbone" in setting:
+        overrides.append(f"model.backbone={setting['backbone']}")
+    for key in ("num_train_images", "num_val_images"):
+        if key in setting:
+            overrides.append(f"data.options.{key}={'null' if setting[key] is None else setting[key]}")
+    if "epochs" in setting:
+        epochs = setting["epochs"]
+        overrides.append(f"trainer.max_epochs={epochs}")
+        if dense:
+            overrides.append(f"trainer.val_every_n_epochs={epochs}")
+        if step_at is not None:
+            overrides.append(f"optim.milestones=[{step_at * epochs}]")
+    if dense:
+        overrides.append(f"data.root={out_dir.parent.parent / 'data' / raw['data']['dataset']}")
+    return load_config(small_config(config), overrides)
 
 
 def dense_backbone(model: nn.Module) -> nn.Module:

@@ -13,37 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monatune.demo.detection import demo_config
-from monatune.demo.runner import dense_demo_task
+from monatune.demo.runner import dense_demo_task, small_config_run
 from monatune.engine.config import ExperimentConfig
 
-IMAGE_SIZE = 64
 FULL = {"epochs": 8, "num_train_images": 320, "num_val_images": 80}
 QUICK = {"epochs": 2, "num_train_images": 32, "num_val_images": 16}
 
 
 def make_config(method: str, quick: bool, out_dir: Path) -> ExperimentConfig:
-    return demo_config(
-        "semantic_segmentation",
-        method,
-        out_dir,
-        QUICK if quick else FULL,
-        model={
-            "num_classes": 2,
-            "head": "upernet",
-            "head_options": {"out_indices": [0, 1, 2, 3], "channels": 64, "aux_channels": 32},
-        },
-        data={
-            "dataset": "synthetic_ade20k",
-            "train_split": "training",
-            "val_split": "validation",
-            # the ADE20K recipe scaled to 64 px: random-ratio resize, cat-max-ratio crop, flip, photometric
-            "options": {"style": "pretext", "scale": [4 * IMAGE_SIZE, IMAGE_SIZE], "ratio_range": [0.5, 2.0], "crop_size": IMAGE_SIZE},
-        },
-        # One recipe for every method: AdamW, poly decay with warmup (as ADE20K), wd 0.01.
-        optim={"lr": 1e-3, "weight_decay": 0.01, "schedule": "poly", "warmup_steps": 20, "warmup_ratio": 1e-3, "grad_clip": 10.0},
-        image_size=IMAGE_SIZE,
-    )
+    """``configs/small/semantic_segmentation_upernet_binary.yaml`` with the demo's epochs and image counts."""
+    return small_config_run("semantic_segmentation_upernet_binary", method, out_dir, QUICK if quick else FULL)
 
 
 DEMO = dense_demo_task(
