@@ -88,7 +88,7 @@ def test_a_dense_embedded_swin_has_the_window_layout_fit_trains():
     """Before: ``create_backbone(embedded, dense=True)`` (``monatune params --dense``, the oriented
     factory) built it without ``always_partition``, so its small stages got smaller windows (and
     relative-position tables) than the backbone ``fit`` builds."""
-    from monatune.tasks.detection.module import dense_backbone
+    from monatune.tasks.dense.build import dense_backbone
 
     cfg = load_config(CONFIGS / "detection_retinanet.yaml")
     trained = dense_backbone(cfg, (0, 1, 2, 3))

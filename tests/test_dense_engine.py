@@ -18,8 +18,10 @@ from monatune.engine.config import load_config
 from monatune.methods import methods
 from monatune.engine.run import task_builders
 from monatune.engine.trainer import build_trainer
-from monatune.tasks.detection.data import ensure_synthetic, voc_image_sets
-from monatune.tasks.detection.module import DetectionModule, EvalResizeTransform
+from monatune.tasks.dense.data import ensure_synthetic
+from monatune.tasks.detection.data import voc_image_sets
+from monatune.tasks.dense.build import EvalResizeTransform
+from monatune.tasks.detection.module import DetectionModule
 from monatune.tasks.instance_segmentation.module import InstanceSegmentationModule
 from monatune.tasks.semantic_segmentation.module import SemanticSegmentationModule
 
@@ -181,7 +183,7 @@ def test_dense_paper_configs_load_as_their_task_and_method():
 def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from monatune.tasks.detection.module import gather_objects
+    from monatune.tasks.dense.module import gather_objects
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

@@ -3,8 +3,6 @@
 import math
 
 import pytest
-import torch
-from torch import nn
 
 import monatune
 from monatune.engine.optim import parameter_groups

@@ -8,7 +8,8 @@ import pytest
 
 from monatune.engine.config import ConfigError, load_config, parse_config
 from monatune.tasks.classification.module import build_classifier
-from monatune.tasks.detection.module import BACKBONE_KEYS, build_detector, builder_keywords
+from monatune.tasks.dense.build import BACKBONE_KEYS, builder_keywords
+from monatune.tasks.detection.module import build_detector
 from monatune.tasks.detection.retinanet import build_retinanet
 from monatune.tasks.instance_segmentation.module import HEADS, build_instance_segmenter
 from monatune.tasks.oriented.factory import DETECTORS

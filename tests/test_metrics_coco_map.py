@@ -4,7 +4,6 @@ sets scored by pycocotools itself."""
 
 import contextlib
 import io
-import math
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """Detection models on a DenseSwin: RetinaNet (SPEC §5, VOC), plus the FPN neck and input transform
 that the two-stage models share."""
 
-from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
+from monatune.tasks.dense.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
 from monatune.tasks.detection.retinanet import SwinRetinaNet, build_retinanet, retinanet_anchor_generator
 from monatune.tasks.detection.transform import NoResizeTransform, build_detection_transform
 

@@ -12,7 +12,7 @@ from torchvision.ops import boxes as box_ops
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tasks.common import SeparateNeckDetectorMixin
-from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
+from monatune.tasks.dense.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
 from monatune.tasks.detection.transform import build_detection_transform, check_labels
 
 CANDIDATE_SELECTIONS = ("torchvision", "max_class")

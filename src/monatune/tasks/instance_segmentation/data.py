@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from monatune.data.coco import COCODetection
 from monatune.data.dense_transforms import instance_train_transforms
 from monatune.data.synthetic_scenes import write_coco
-from monatune.tasks.detection.data import SYNTHETIC_OPTIONS, DenseDataModule, require_root, to_float
+from monatune.tasks.dense.data import DenseDataModule, SYNTHETIC_OPTIONS, require_root, to_float
 
 DATASETS = ("coco", "synthetic_coco")
 INSTANCE_SEGMENTATION_OPTIONS = ("short_sides", "max_size", "crop_short_sides", "crop_size", "flip_prob", *SYNTHETIC_OPTIONS)

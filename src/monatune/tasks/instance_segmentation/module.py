@@ -9,15 +9,8 @@ from torch import nn
 
 from monatune.engine.config import ExperimentConfig
 from monatune.metrics.coco_map import COCOMAP
-from monatune.tasks.detection.module import (
-    DetectorModule,
-    builder_options,
-    dense_backbone,
-    gather_objects,
-    input_stats,
-    tune_dense_model,
-    use_eval_resize,
-)
+from monatune.tasks.dense.build import build_dense_model
+from monatune.tasks.dense.module import DetectorModule, gather_objects
 from monatune.tasks.instance_segmentation.cascade_mask_rcnn import build_cascade_mask_rcnn
 from monatune.tasks.instance_segmentation.mask_rcnn import build_mask_rcnn
 
@@ -27,12 +20,7 @@ LOGGED = ("map", "map_50", "map_75")  # per IoU type, as val/bbox_map, val/segm_
 
 def build_instance_segmenter(cfg: ExperimentConfig) -> nn.Module:
     """``model.head`` (cascade_mask_rcnn | mask_rcnn) on an FPN over all four Swin stages, tuned by ``model.method``."""
-    if cfg.model.head not in HEADS:
-        raise ValueError(f"model.head: {cfg.model.head!r} is not an instance segmentation head; valid: {', '.join(HEADS)}")
-    mean, std = input_stats(cfg)
-    options = {"image_mean": mean, "image_std": std, **builder_options(cfg, HEADS[cfg.model.head])}
-    model = HEADS[cfg.model.head](dense_backbone(cfg, (0, 1, 2, 3)), cfg.model.num_classes, **options)
-    return tune_dense_model(use_eval_resize(model, cfg, 800, 1333), cfg)
+    return build_dense_model(cfg, HEADS, (0, 1, 2, 3), kind="an instance segmentation head", eval_resize=(800, 1333))
 
 
 def merge_states_over_ranks(metric: Any) -> None:

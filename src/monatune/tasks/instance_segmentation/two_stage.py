@@ -13,7 +13,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.tasks.common import SeparateNeckDetectorMixin
-from monatune.tasks.detection.fpn import LastLevelMaxPool, SwinFPN, fpn_strides
+from monatune.tasks.dense.fpn import LastLevelMaxPool, SwinFPN, fpn_strides
 from monatune.tasks.detection.transform import check_labels
 from monatune.tasks.instance_segmentation.roi_align import AlignedMultiScaleRoIAlign
 

@@ -12,7 +12,7 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 from monatune.ops.rotated_boxes import regularize_boxes
-from monatune.tasks.detection.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
+from monatune.tasks.dense.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
 
 
 class OrientedDetector(nn.Module):

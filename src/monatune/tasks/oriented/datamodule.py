@@ -39,7 +39,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from monatune.data.dota import DATASETS, DotaDataset, collate_oriented, dota_class_names, split_names
 from monatune.data.synthetic_rotated import write_synthetic_dota
 from monatune.engine.config import ExperimentConfig
-from monatune.tasks.detection.data import DenseDataModule
+from monatune.tasks.dense.data import DenseDataModule
 from monatune.tasks.oriented.patches import SPLIT_VERSION, patch_pad_value, split_dota
 from monatune.tasks.oriented.protocol import MergeSettings, ScoreSettings, merge_settings, score_settings
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import nn
 
-from monatune.backbones.stats import input_stats
 from monatune.tasks.oriented.h2rbox_v2 import build_h2rbox_v2
 from monatune.tasks.oriented.oriented_rcnn import build_oriented_rcnn
 from monatune.tasks.oriented.retinanet import build_rotated_retinanet
@@ -48,30 +46,24 @@ def build_oriented_model(
     method_options: dict[str, Any] | None = None,
     **detector_options: Any,
 ) -> nn.Module:
-    """Backbone by name (``monatune.create_backbone(..., dense=True)``) + detector, optionally tuned.
+    """Backbone by name + detector, optionally tuned: the same builder as ``monatune fit`` (``build_oriented``
+    on the equivalent config: window layout, the backbone's input statistics, tuning).
 
-    With ``method``, ``monatune.tuning.apply_with_heads(model, method)`` freezes the backbone except
-    what the method trains; the neck and heads train fully, and ``save_adapter(model)`` saves both.
+    With ``method``, the backbone is frozen except what the method trains; the neck and heads train
+    fully, and ``save_adapter(model)`` saves both. Without, every parameter trains.
     """
-    from monatune.backbones import create_backbone
-    from monatune.tuning import apply_with_heads
+    from monatune.engine.config import parse_config
+    from monatune.tasks.oriented.module import build_oriented
 
-    name = pretrained if isinstance(pretrained, str) else backbone
-    body = create_backbone(
-        name,
-        dense=True,
-        out_indices=tuple(out_indices if out_indices is not None else DEFAULT_OUT_INDICES.get(detector, (1, 2, 3))),
-        pretrained=bool(pretrained),
-        weights=weights,
-        drop_path_rate=drop_path_rate,
-    )
-    model = build_oriented_detector(detector, body, num_classes, **detector_options)
-    mean, std = input_stats(name)  # the backbone's own statistics, as build_oriented does
-    model.image_mean.copy_(torch.tensor(mean).view(3, 1, 1))
-    model.image_std.copy_(torch.tensor(std).view(3, 1, 1))
-    if method is not None:
-        apply_with_heads(model, method, **(method_options or {}))
-    return model
+    head_options = {k: list(v) if isinstance(v, tuple) else v for k, v in detector_options.items()}
+    if out_indices is not None:
+        head_options["out_indices"] = list(out_indices)
+    model = {
+        "backbone": backbone, "pretrained": pretrained, "weights": weights, "drop_path_rate": drop_path_rate,
+        "num_classes": num_classes, "head": detector, "head_options": head_options,
+        "method": method or "full", "method_options": method_options or {},
+    }  # fmt: skip
+    return build_oriented(parse_config({"task": "oriented", "model": model}), tune=method is not None)
 
 
 __all__ = ["DEFAULT_OUT_INDICES", "DETECTORS", "build_oriented_detector", "build_oriented_model"]

@@ -9,32 +9,24 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from monatune.engine.build import backbone_from_config
 from monatune.engine.config import ExperimentConfig
 from monatune.metrics.dota_map import DotaEvaluation, evaluate_dota, write_task1_submission
-from monatune.tasks.detection.module import DetectorModule, builder_options, gather_objects, input_stats, tune_dense_model
-from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS, build_oriented_detector
+from monatune.tasks.dense.build import build_dense_model
+from monatune.tasks.dense.module import DetectorModule, gather_objects
+from monatune.tasks.oriented.factory import DEFAULT_OUT_INDICES, DETECTORS
 from monatune.tasks.oriented.protocol import MergeSettings, merge_detections, merge_settings, score_settings
 
 # head_options keys read here; every other key is a keyword argument of the detector
 MODEL_KEYS = ("out_indices", "image_mean", "image_std")
 
 
-def build_oriented(cfg: ExperimentConfig) -> nn.Module:
+def build_oriented(cfg: ExperimentConfig, tune: bool = True) -> nn.Module:
     """The detector ``cfg.model.head`` on the config's Swin (stages ``head_options.out_indices``; default
     ``DEFAULT_OUT_INDICES``: all four for Oriented R-CNN, 2-4 for the others, SPEC §8.2), normalising inputs with the backbone's statistics, tuned by ``cfg.model.method``: the
     backbone is frozen except what the method trains, the FPN and heads train fully."""
-    head = cfg.model.head
-    if head not in DETECTORS:
-        raise ValueError(f"model.head: {head!r} is not an oriented detector; valid: {', '.join(DETECTORS)}")
-    options = builder_options(cfg, DETECTORS[head], MODEL_KEYS)
-    out_indices = tuple(cfg.model.head_options.get("out_indices", DEFAULT_OUT_INDICES[head]))
-    backbone = backbone_from_config(cfg.model, dense=True, out_indices=out_indices, always_partition=True)
-    model = build_oriented_detector(head, backbone, cfg.model.num_classes, **options)
-    mean, std = input_stats(cfg)
-    model.image_mean.copy_(torch.tensor(mean).view(3, 1, 1))
-    model.image_std.copy_(torch.tensor(std).view(3, 1, 1))
-    return tune_dense_model(model, cfg)
+    return build_dense_model(
+        cfg, DETECTORS, DEFAULT_OUT_INDICES, kind="an oriented detector", own_keys=MODEL_KEYS, stats="buffers", tune=tune
+    )
 
 
 def _cpu(x: Any) -> Any:

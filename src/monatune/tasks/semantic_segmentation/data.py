@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from monatune.data.ade20k import ADE20KSegmentation
 from monatune.data.dense_transforms import semantic_eval_transforms, semantic_train_transforms
 from monatune.data.synthetic_scenes import SCENE_STYLES, write_ade20k
-from monatune.tasks.detection.data import SYNTHETIC_OPTIONS, DenseDataModule, list_collate, require_root
+from monatune.tasks.dense.data import DenseDataModule, SYNTHETIC_OPTIONS, list_collate, require_root
 
 DATASETS = ("ade20k", "synthetic_ade20k")
 SEMANTIC_SEGMENTATION_OPTIONS = (

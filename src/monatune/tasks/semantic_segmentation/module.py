@@ -11,18 +11,15 @@ from torch import nn
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.module import TunedModule
 from monatune.metrics.miou import MeanIoU
-from monatune.tasks.detection.module import builder_options, dense_backbone, input_stats, tune_dense_model
+from monatune.tasks.dense.build import build_dense_model
 from monatune.tasks.semantic_segmentation.upernet import build_upernet
+
+HEADS = {"upernet": build_upernet}
 
 
 def build_segmenter(cfg: ExperimentConfig) -> nn.Module:
     """UperNet (``model.head: upernet``) over all four Swin stages, tuned by ``model.method``."""
-    if cfg.model.head != "upernet":
-        raise ValueError(f"model.head: {cfg.model.head!r} is not a semantic segmentation head; valid: upernet")
-    mean, std = input_stats(cfg)
-    options = {"image_mean": mean, "image_std": std, **builder_options(cfg, build_upernet)}
-    model = build_upernet(dense_backbone(cfg, (0, 1, 2, 3)), cfg.model.num_classes, **options)
-    return tune_dense_model(model, cfg)
+    return build_dense_model(cfg, HEADS, (0, 1, 2, 3), kind="a semantic segmentation head")
 
 
 class SemanticSegmentationModule(TunedModule):
