@@ -13,11 +13,4 @@ def build_module(cfg: ExperimentConfig) -> ClassificationModule:
     return ClassificationModule(build_classifier(cfg), cfg)
 
 
-TASK = Task(
-    name="classification",
-    build_module=build_module,
-    build_data=ClassificationData,
-    predict=predict_classes,
-    main_metric="val/top1",
-    metric_label="top-1 (%)",
-)
+TASK = Task("classification", build_module, ClassificationData, predict_classes, main_metric="val/top1", metric_label="top-1 (%)")

@@ -2,8 +2,8 @@
 that the two-stage models share."""
 
 from monatune.tasks.dense.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
+from monatune.tasks.dense.transform import NoResizeTransform, build_detection_transform
 from monatune.tasks.detection.retinanet import SwinRetinaNet, build_retinanet, retinanet_anchor_generator
-from monatune.tasks.detection.transform import NoResizeTransform, build_detection_transform
 
 __all__ = [
     "ExtraConvsOnInput",

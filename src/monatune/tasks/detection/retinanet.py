@@ -13,7 +13,7 @@ from monatune.backbones.dense_swin import DenseSwin
 from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
 from monatune.tasks.common import SeparateNeckDetectorMixin
 from monatune.tasks.dense.fpn import ExtraConvsOnInput, SwinFPN, fpn_strides
-from monatune.tasks.detection.transform import build_detection_transform, check_labels
+from monatune.tasks.dense.transform import build_detection_transform, check_labels
 
 CANDIDATE_SELECTIONS = ("torchvision", "max_class")
 

@@ -11,7 +11,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
-from monatune.tasks.detection.transform import build_detection_transform
+from monatune.tasks.dense.transform import build_detection_transform
 from monatune.tasks.instance_segmentation.cascade_roi_heads import CascadeRoIHeads, CascadeStage
 from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn, fpn_roi_align
 

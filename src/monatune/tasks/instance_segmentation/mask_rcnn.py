@@ -10,7 +10,7 @@ from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.backbones.stats import IMAGENET_MEAN, IMAGENET_STD
-from monatune.tasks.detection.transform import build_detection_transform
+from monatune.tasks.dense.transform import build_detection_transform
 from monatune.tasks.instance_segmentation.cascade_mask_rcnn import mask_head
 from monatune.tasks.instance_segmentation.roi_align import mask_loss
 from monatune.tasks.instance_segmentation.two_stage import SwinTwoStageDetector, build_fpn_and_rpn, fpn_roi_align

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monatune.engine.config import ExperimentConfig
 from monatune.engine.tasks import Task
-from monatune.tasks.detection.predict import predict_boxes
+from monatune.tasks.dense.predict import predict_boxes
 from monatune.tasks.instance_segmentation.data import InstanceSegmentationData
 from monatune.tasks.instance_segmentation.module import InstanceSegmentationModule, build_instance_segmenter
 
@@ -13,11 +13,4 @@ def build_module(cfg: ExperimentConfig) -> InstanceSegmentationModule:
     return InstanceSegmentationModule(build_instance_segmenter(cfg), cfg)
 
 
-TASK = Task(
-    name="instance_segmentation",
-    build_module=build_module,
-    build_data=InstanceSegmentationData,
-    predict=predict_boxes,
-    main_metric="val/segm_map",
-    metric_label="COCO mask AP (%)",
-)
+TASK = Task("instance_segmentation", build_module, InstanceSegmentationData, predict_boxes, main_metric="val/segm_map", metric_label="COCO mask AP (%)")

@@ -14,7 +14,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from monatune.backbones.dense_swin import DenseSwin
 from monatune.tasks.common import SeparateNeckDetectorMixin
 from monatune.tasks.dense.fpn import LastLevelMaxPool, SwinFPN, fpn_strides
-from monatune.tasks.detection.transform import check_labels
+from monatune.tasks.dense.transform import check_labels
 from monatune.tasks.instance_segmentation.roi_align import AlignedMultiScaleRoIAlign
 
 IMAGE_SIZE_KEY = "image_size"  # (h, w) of the resized image, added to the RPN's copies of the targets

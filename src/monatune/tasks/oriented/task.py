@@ -13,11 +13,4 @@ def build_module(cfg: ExperimentConfig) -> OrientedModule:
     return OrientedModule(build_oriented(cfg), cfg, oriented_class_names(cfg))
 
 
-TASK = Task(
-    name="oriented",
-    build_module=build_module,
-    build_data=OrientedData,
-    predict=predict_rotated_boxes,
-    main_metric="val/map",
-    metric_label="DOTA mAP (%)",
-)
+TASK = Task("oriented", build_module, OrientedData, predict_rotated_boxes, main_metric="val/map", metric_label="DOTA mAP (%)")

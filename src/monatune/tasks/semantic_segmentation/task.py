@@ -13,11 +13,4 @@ def build_module(cfg: ExperimentConfig) -> SemanticSegmentationModule:
     return SemanticSegmentationModule(build_segmenter(cfg), cfg)
 
 
-TASK = Task(
-    name="semantic_segmentation",
-    build_module=build_module,
-    build_data=SemanticSegmentationData,
-    predict=predict_label_maps,
-    main_metric="val/miou",
-    metric_label="mIoU (%)",
-)
+TASK = Task("semantic_segmentation", build_module, SemanticSegmentationData, predict_label_maps, main_metric="val/miou", metric_label="mIoU (%)")
