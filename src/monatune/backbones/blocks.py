@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from monatune.layers.tokens import TokenLayout
+
 INSERTION_POINTS = ("attn_out", "after_attn", "mlp_out", "mlp_parallel", "after_mlp")
 _POINTS_ATTR = "monatune_points"
 _OPS_ATTR = "_monatune_block_ops"
@@ -30,7 +32,8 @@ CHECKPOINTED_FORWARD_ATTR = "_monatune_unckpt_forward"
 
 @dataclass(frozen=True)
 class BlockOps:
-    """How one backbone family's block computes its two branches (input and output (B, H, W, C))."""
+    """How one backbone family's block computes its two branches (input and output: (B, H, W, C) maps
+    on Swins, (B, N, C) token sequences on plain ViTs)."""
 
     attn_branch: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     mlp_branch: Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -47,8 +50,9 @@ class BlockSite:
     stage: int
     index: int  # index within its stage
     dim: int
-    qkv_parent: nn.Module  # the attention module holding the fused ``qkv`` Linear
+    qkv_parent: nn.Module  # the attention holding a fused ``qkv`` Linear, or an nn.MultiheadAttention (packed)
     ops: BlockOps = field(repr=False)
+    tokens: TokenLayout | None = field(default=None, repr=False)  # a ViT's token sequence (None: a (B, H, W, C) map)
 
 
 def _point(block: nn.Module, point: str) -> nn.Module | None:
@@ -56,10 +60,11 @@ def _point(block: nn.Module, point: str) -> nn.Module | None:
     return None if child is None else getattr(block, child)
 
 
-def tuned_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Forward of a Swin block with the method modules attached at their insertion points."""
+def tuned_block_forward(block: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Forward of a block with the method modules attached at their insertion points (extra arguments,
+    e.g. timm's ``attn_mask``, go to the attention branch)."""
     ops: BlockOps = getattr(block, _OPS_ATTR)
-    h = ops.attn_branch(block, x)
+    h = ops.attn_branch(block, x, *args, **kwargs)
     if (m := _point(block, "attn_out")) is not None:
         h = m(h)
     x = x + ops.drop_path1(block)(h)
@@ -83,8 +88,8 @@ class _TunedForward:
     def __init__(self, block: nn.Module) -> None:
         self.block = block
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return tuned_block_forward(self.block, x)
+    def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return tuned_block_forward(self.block, x, *args, **kwargs)
 
 
 def attach(site: BlockSite, point: str, child_name: str, module: nn.Module) -> None:

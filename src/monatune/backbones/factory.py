@@ -21,6 +21,16 @@ from monatune.backbones.weights import (
 )
 
 TORCHVISION_SWINS = ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")
+TORCHVISION_VITS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
+
+
+def _is_timm_vit(arch: str) -> bool:
+    """Whether timm builds ``arch`` as a ``VisionTransformer`` (the plain-ViT family monatune tunes)."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    with torch.device("meta"):
+        return isinstance(timm.create_model(arch, pretrained=False), VisionTransformer)
 
 
 def available_backbones() -> list[str]:
@@ -30,19 +40,27 @@ def available_backbones() -> list[str]:
     from monatune.backbones.embedded import EMBEDDED_BACKBONES
 
     timm_names = [n for n in timm.list_models("swin_*") if not n.startswith("swinv2")]
-    return sorted(timm_names) + list(TORCHVISION_SWINS) + sorted(EMBEDDED_BACKBONES)
+    return sorted(timm_names) + list(TORCHVISION_SWINS) + list(TORCHVISION_VITS) + sorted(EMBEDDED_BACKBONES)
 
 
 def _timm_swin(name: str, pretrained: bool, dense: bool, **kwargs) -> nn.Module:
     import timm
 
     arch = name.split(".", 1)[0]
-    if not timm.is_model(arch) or not arch.startswith("swin_") or arch.startswith("swinv2"):
-        raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(available_backbones())}")
-    # Dense heads follow the original detection Swin: always shift + pad, any input size.
-    kwargs.setdefault("strict_img_size", False)
-    if dense:
-        kwargs.setdefault("always_partition", True)
+    vit = timm.is_model(arch) and not arch.startswith("swin") and _is_timm_vit(arch)
+    if not timm.is_model(arch) or not (vit or (arch.startswith("swin_") and not arch.startswith("swinv2"))):
+        raise ValueError(
+            f"unknown backbone {name!r}; valid: {', '.join(available_backbones())}, or a timm VisionTransformer "
+            "(vit_*, deit_*, ... e.g. vit_base_patch16_224)"
+        )
+    if vit and dense:
+        raise ValueError(f"{name!r}: dense (detection/segmentation) plain-ViT backbones are not implemented yet; use a Swin")
+    if vit:  # any input size: timm interpolates the position embedding to each forward's patch grid
+        kwargs.setdefault("dynamic_img_size", True)
+    if not vit:  # Dense heads follow the original detection Swin: always shift + pad, any input size.
+        kwargs.setdefault("strict_img_size", False)
+        if dense:
+            kwargs.setdefault("always_partition", True)
     overlay = hub_weights_overlay(name) if pretrained else {}  # a cached hub file, or a fast error offline
     if overlay:
         kwargs["pretrained_cfg_overlay"] = {**overlay, **kwargs.get("pretrained_cfg_overlay", {})}
@@ -100,6 +118,15 @@ def create_backbone(
                 kwargs.setdefault("always_partition", True)
             model = create_embedded(name, num_classes=0 if dense else num_classes, load_weights=load_shipped, **kwargs)
             family = "timm"
+        elif name in TORCHVISION_VITS:
+            import torchvision
+
+            if pretrained or dense:
+                raise WeightsError(f"{name!r}: torchvision ViTs take local weights only here (weights=PATH), and no dense use yet")
+            model = getattr(torchvision.models, name)(num_classes=max(num_classes, 1), **kwargs)
+            if num_classes == 0:
+                model.heads = nn.Identity()
+            family = "torchvision"
         elif name in TORCHVISION_SWINS:
             import torchvision
 

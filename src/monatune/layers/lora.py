@@ -1,4 +1,5 @@
-"""LoRA on the query and value parts of a fused qkv projection."""
+"""LoRA on the query and value parts of a fused qkv projection (a Linear, or the packed in-projection of
+``nn.MultiheadAttention``)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,28 @@ class LoRAQKV(nn.Module):
             if linear.bias is not None:
                 linear.bias.copy_(self._parameters["bias"])
         return linear.to(self.base_weight().device, self.base_weight().dtype)
+
+
+class LoRAMultiheadAttention(nn.MultiheadAttention):
+    """An ``nn.MultiheadAttention`` (packed q, k, v in ``in_proj_weight``) whose q and v rows get low-rank
+    updates. Made in place from an existing module (``wrap``): its parameters keep their names, and
+    ``in_proj_weight`` reads as the merged weight, which torch's attention functions take."""
+
+    @classmethod
+    def wrap(cls, mha: nn.MultiheadAttention, rank: int = 64, alpha: float = 1.0) -> "LoRAMultiheadAttention":
+        if not mha._qkv_same_embed_dim:
+            raise ValueError("LoRA on nn.MultiheadAttention needs packed q, k, v (kdim == vdim == embed_dim)")
+        weight = mha._parameters["in_proj_weight"]
+        d = mha.embed_dim
+        mha.__class__ = cls
+        mha.rank, mha.alpha, mha.scaling = rank, alpha, alpha / rank
+        mha.lora_q = LowRankDelta(d, d, rank).to(weight.device, weight.dtype)
+        mha.lora_v = LowRankDelta(d, d, rank).to(weight.device, weight.dtype)
+        return mha
+
+    @property  # type: ignore[override]
+    def in_proj_weight(self) -> torch.Tensor:  # noqa: F811 - the merged view shadows the stored parameter
+        base = self._parameters["in_proj_weight"]
+        zeros_k = base.new_zeros(self.embed_dim, self.embed_dim)
+        delta = torch.cat([self.lora_q.weight_delta(), zeros_k, self.lora_v.weight_delta()], dim=0)
+        return base + self.scaling * delta.to(base.dtype)

@@ -27,6 +27,7 @@ from torch import nn
 from monatune.layers.dropout import Dropout
 from monatune.layers.mona_fast import ComposedWeights, FastMonaFunction, autocast_dtype, fast_forward
 from monatune.layers.mona_lean import MonaParams, apply_lean, compiled_lean, folds_identity
+from monatune.layers.tokens import TokenLayout
 
 ScaleKind = Literal["vector", "scalar"]
 MonaForm = Literal["auto", "fast", "lean", "compiled", "plain"]
@@ -98,6 +99,7 @@ class Mona(nn.Module):
     """
 
     form: MonaForm = "auto"
+    token_layout: TokenLayout | None = None  # prefix tokens + patch grid of a ViT's token sequence
 
     def __init__(
         self,
@@ -187,16 +189,32 @@ class Mona(nn.Module):
             self._fused = {fold: tuple(fn(t) for t in weights) for fold, weights in self._fused.items()}
         return out
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None, num_prefix: int | None = None) -> torch.Tensor:
+        """``x``: a (B, H, W, C) map, or (B, N, C) tokens: ``num_prefix`` prefix tokens (class,
+        distillation, register) then an ``hw`` patch grid, row-major. Without ``hw``, the module's
+        ``token_layout`` (set when attached to a ViT) gives both. The patch tokens are one H x W map;
+        each prefix token is a 1 x 1 map of its own (zero padding: only the centre taps of the depthwise
+        kernels act), so prefix tokens never mix into the grid and the math is the same module."""
+        if x.dim() == 3 and hw is None and self.token_layout is not None:
+            hw, num_prefix = self.token_layout.grid(x), self.token_layout.num_prefix
+        if x.dim() == 3 and num_prefix:
+            bsz, _, c = x.shape
+            prefix = self._forward_map(x[:, :num_prefix].reshape(bsz * num_prefix, 1, 1, c))
+            patches = self.forward(x[:, num_prefix:], hw, 0)
+            return torch.cat((prefix.reshape(bsz, num_prefix, c), patches), dim=1)
         x_map, was_tokens = self._as_map(x, hw)
-        form = self.resolved_form(x.device)
+        y = self._forward_map(x_map)
+        return y.reshape(x.shape) if was_tokens else y
+
+    def _forward_map(self, x_map: torch.Tensor) -> torch.Tensor:
+        form = self.resolved_form(x_map.device)
         if self._fused is not None or form == "fast":
             y = self._forward_fast(x_map)
         elif form in ("lean", "compiled"):
             y = self._forward_lean(x_map, compiled=form == "compiled")
         else:
             y = self._forward_plain(x_map)
-        return y.reshape(x.shape) if was_tokens else y
+        return y
 
     def _forward_plain(self, x_map: torch.Tensor) -> torch.Tensor:
         z = self.project1(self.adapter_input(x_map))  # (B, H, W, n)

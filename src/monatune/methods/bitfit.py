@@ -23,9 +23,10 @@ class BitFit(TuningMethod):
 
     def trainable(self, model, sites):
         for module in model.modules():
-            bias = module._parameters.get("bias")
-            if bias is not None:
-                yield bias
+            for key in ("bias", "in_proj_bias"):  # in_proj_bias: nn.MultiheadAttention's packed q, k, v bias
+                bias = module._parameters.get(key)
+                if bias is not None:
+                    yield bias
             if self.options.rel_pos_tables:
                 table = module._parameters.get("relative_position_bias_table")
                 if table is not None:

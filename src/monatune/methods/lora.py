@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass
 
-from monatune.layers.lora import LoRAQKV
+from torch import nn
+
+from monatune.layers.lora import LoRAMultiheadAttention, LoRAQKV
 from monatune.methods.base import MethodOptions, TuningMethod, register_method
 
 
@@ -21,6 +23,12 @@ class LoRA(TuningMethod):
     def add_modules(self, model, sites):
         added = []
         for site in sites:
+            if isinstance(site.qkv_parent, nn.MultiheadAttention):  # torchvision ViT: packed in-projection
+                attn = LoRAMultiheadAttention.wrap(site.qkv_parent, self.options.rank, self.options.alpha)
+                added += [attn.lora_q, attn.lora_v]
+                continue
+            if site.qkv_parent is None:
+                raise ValueError(f"{site.name}: LoRA needs a qkv projection, and this block has none monatune knows")
             qkv = site.qkv_parent.qkv
             wrapped = LoRAQKV(qkv, self.options.rank, self.options.alpha).to(qkv.weight.device, qkv.weight.dtype)
             wrapped.train(qkv.training)

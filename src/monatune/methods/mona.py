@@ -27,6 +27,7 @@ class MonaMethod(TuningMethod):
         for site in sites:
             for point, child in (("after_attn", "mona1"), ("after_mlp", "mona2")):
                 module = Mona(site.dim, o.mid_dim, o.kernel_sizes, o.scale, o.dropout)
+                module.token_layout = site.tokens  # a ViT: prefix tokens + the patch grid of each forward
                 attach(site, point, child, module)
                 added.append(module)
         return added

@@ -1,0 +1,147 @@
+"""Plain ViTs through the same injection mechanism as Swin (issue 15): timm VisionTransformer (class
+and register tokens, dynamic image size) and torchvision's ViT take every method with exact counts,
+and Mona treats prefix tokens as 1 x 1 maps of their own."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import pytest
+import torch
+from core_cases import METHOD_CASES, BackboneCase, expected_added, expected_trainable, named_numel, perturb_trainable
+from torch import nn
+
+import monatune
+from monatune.layers.mona import Mona
+from monatune.layers.tokens import TokenLayout
+
+DIM, DEPTH = 32, 3
+
+
+def tiny_timm_vit() -> nn.Module:
+    """Class token + 2 register tokens, patch 8, any input size."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=DIM, depth=DEPTH, num_heads=2, mlp_ratio=2, num_classes=0,
+                             reg_tokens=2, dynamic_img_size=True, init_values=1e-2)  # fmt: skip
+
+
+def tiny_torchvision_vit() -> nn.Module:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=DEPTH, num_heads=2, hidden_dim=DIM, mlp_dim=2 * DIM)
+    model.heads = nn.Identity()
+    return model
+
+
+VITS = {
+    "timm_vit": (BackboneCase("timm_vit", tiny_timm_vit, tuple(f"blocks.{i}." for i in range(DEPTH)),
+                              lambda n: re.search(r"(^|\.)norm[12]?\.(weight|bias)$", n) is not None), (40, 24)),
+    "torchvision_vit": (BackboneCase("torchvision_vit", tiny_torchvision_vit,
+                                     tuple(f"encoder.layers.encoder_layer_{i}." for i in range(DEPTH)),
+                                     lambda n: re.search(r"(^|\.)ln(_[12])?\.(weight|bias)$", n) is not None), (32, 32)),
+}  # fmt: skip
+PAIRS = [(b, m) for b in VITS for m in METHOD_CASES]
+
+
+def _expected_added(backbone: str, case) -> set[str]:
+    bb = VITS[backbone][0]
+    if backbone == "torchvision_vit" and case.name == "lora":  # the packed in-projection of nn.MultiheadAttention
+        return {f"{p}self_attention.lora_{w}.lora_{m}" for p in bb.block_prefixes for w in "qv" for m in "AB"}
+    return expected_added(bb, case)
+
+
+@pytest.mark.parametrize(("backbone", "method"), PAIRS, ids=[f"{b}-{m}" for b, m in PAIRS])
+def test_every_method_trains_exactly_its_set_with_closed_form_counts(backbone, method):
+    case, (bb, (h, w)) = METHOD_CASES[method], VITS[backbone]
+    torch.manual_seed(0)
+    base = bb.build()
+    model = copy.deepcopy(base)
+    monatune.apply(model, method)
+    base_numel, numel = named_numel(base), named_numel(model)
+    added = set(numel) - set(base_numel)
+    assert set(base_numel) <= set(numel) and added == _expected_added(backbone, case)
+    rule = {n for n in base_numel if case.backbone_rule(n, bb)}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == rule | added
+    assert sum(numel[n] for n in added) == DEPTH * case.added_per_block(DIM)
+    if backbone == "timm_vit":
+        assert expected_trainable(list(base_numel), bb, case) == rule | added
+    # gradients reach exactly the trainable set; identity methods leave the function unchanged at init
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        same = torch.allclose(model.eval()(x), base.eval()(x), atol=1e-6)
+    assert same == case.identity_at_init
+    perturb_trainable(model)
+    out = model.train()(x)
+    if not (rule | added):
+        assert not out.requires_grad
+        return
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(3))).sum().backward()
+    assert {n for n, p in model.named_parameters() if p.grad is not None} == rule | added
+
+
+def test_mona_on_vit_base_counts_as_the_issue_states():
+    model = monatune.create_backbone("vit_base_patch16_224", meta=True)
+    monatune.apply(model, "mona")
+    assert monatune.count_parameters(model)[0] == 24 * (133 * 768 + 9728) == 2_684_928
+
+
+def _mona(dim: int = 12) -> Mona:
+    torch.manual_seed(0)
+    mona = Mona(dim, 6).double().eval()
+    with torch.no_grad():
+        for p in mona.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return mona
+
+
+@pytest.mark.parametrize("form", ["plain", "fast", "lean"])
+def test_prefix_tokens_are_one_by_one_maps_and_never_mix_into_the_grid(form):
+    mona, (b, p, h, w, c) = _mona(), (2, 3, 4, 5, 12)
+    mona.form = form
+    x = torch.randn(b, p + h * w, c, dtype=torch.float64)
+    y = mona(x, hw=(h, w), num_prefix=p)
+    # patches: Mona of the H x W map; prefix tokens: each Mona of a 1 x 1 map
+    torch.testing.assert_close(y[:, p:], mona(x[:, p:].reshape(b, h, w, c)).reshape(b, h * w, c))
+    # the 1 x 1 rule in closed form: only the centre taps of the depthwise kernels act
+    z = mona.project1(mona.adapter_input(x[:, :p]))
+    convs = mona.adapter_conv.depthwise_convs()
+    centre = sum(cv.weight[:, 0, cv.kernel_size[0] // 2, cv.kernel_size[1] // 2] * z + cv.bias for cv in convs) / len(convs)
+    z = z + centre
+    z = z + mona.adapter_conv.projector(z.reshape(-1, z.shape[-1], 1, 1)).reshape(z.shape)
+    torch.testing.assert_close(y[:, :p], x[:, :p] + mona.project2(torch.nn.functional.gelu(z)))
+    # a change of one patch token moves no prefix output; of one prefix token, only its own output
+    x2 = x.clone()
+    x2[:, p + 7] += 1.0
+    torch.testing.assert_close(mona(x2, hw=(h, w), num_prefix=p)[:, :p], y[:, :p])
+    x3 = x.clone()
+    x3[:, 1] += 1.0
+    changed = (mona(x3, hw=(h, w), num_prefix=p) - y).abs().amax(dim=(0, 2)) > 0
+    assert changed.tolist() == [i == 1 for i in range(p + h * w)]
+
+
+def test_a_tuned_timm_vit_follows_each_forwards_grid():
+    model = monatune.apply(tiny_timm_vit(), "mona")
+    layout = next(m for m in model.modules() if isinstance(m, Mona)).token_layout
+    assert isinstance(layout, TokenLayout) and layout.num_prefix == 3
+    for h, w in ((40, 24), (64, 64), (16, 48)):
+        out = model(torch.randn(1, 3, h, w))
+        assert layout.hw == (h // 8, w // 8) and torch.isfinite(out).all()
+    copied = copy.deepcopy(model)  # a copy records its own grid
+    copied(torch.randn(1, 3, 32, 16))
+    assert next(m for m in copied.modules() if isinstance(m, Mona)).token_layout.hw == (4, 2) and layout.hw == (2, 6)
+
+
+def test_a_vit_classifier_trains_from_a_config(tmp_path):
+    from monatune.configs import small_config
+    from monatune.engine.config import load_config
+    from monatune.engine.run import run
+
+    overrides = ["model.backbone=test_vit", "trainer.max_epochs=3", "data.options.num_train_images=128",
+                 f"trainer.out_dir={tmp_path}", "trainer.progress_bar=false"]  # fmt: skip
+    result = run("fit", load_config(small_config("classification_digits"), overrides))
+    losses = result["history"]["train_loss"]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    assert (tmp_path / "adapter.safetensors").is_file()
