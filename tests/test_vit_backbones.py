@@ -145,3 +145,98 @@ def test_a_vit_classifier_trains_from_a_config(tmp_path):
     losses = result["history"]["train_loss"]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
     assert (tmp_path / "adapter.safetensors").is_file()
+
+
+# --- Hugging Face transformers (an optional extra; in the test extras) -------------------------------------------
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_builders() -> dict:
+    from transformers import (
+        CLIPVisionConfig, CLIPVisionModel, Dinov2WithRegistersConfig, Dinov2WithRegistersModel, ViTConfig,
+        ViTForImageClassification,
+    )  # fmt: skip
+
+    common = dict(hidden_size=DIM, num_hidden_layers=DEPTH, num_attention_heads=2, image_size=32, patch_size=8)
+    return {
+        "hf_vit": (lambda: ViTForImageClassification(ViTConfig(**common, intermediate_size=2 * DIM, num_labels=3)), "attention"),
+        "hf_dinov2_registers": (lambda: Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**common, num_register_tokens=4)), "attention"),
+        "hf_clip_vision": (lambda: CLIPVisionModel(CLIPVisionConfig(**common, intermediate_size=2 * DIM)), "self_attn"),
+    }
+
+
+HF_PAIRS = [(b, m) for b in ("hf_vit", "hf_dinov2_registers", "hf_clip_vision") for m in METHOD_CASES]
+
+
+def _layer_prefixes(model: nn.Module) -> list[str]:
+    kinds = ("ViTLayer", "Dinov2WithRegistersLayer", "CLIPEncoderLayer")
+    return [f"{n}." for n, m in model.named_modules() if type(m).__name__ in kinds]
+
+
+@pytest.mark.parametrize(("backbone", "method"), HF_PAIRS, ids=[f"{b}-{m}" for b, m in HF_PAIRS])
+def test_every_method_on_transformers_vits_with_closed_form_counts(backbone, method):
+    build, attn = _hf_builders()[backbone]
+    case = METHOD_CASES[method]
+    torch.manual_seed(0)
+    base = build()
+    prefixes = _layer_prefixes(base)
+    norms = {f"{n}.{p}" for n, m in base.named_modules() if isinstance(m, nn.LayerNorm) for p, _ in m.named_parameters()}
+    bb = BackboneCase(backbone, build, tuple(prefixes), lambda n: n in norms)
+    model = copy.deepcopy(base)
+    monatune.apply(model, method)
+    base_numel, numel = named_numel(base), named_numel(model)
+    added = set(numel) - set(base_numel)
+    if method == "lora":  # split q/v projections, each with its own low-rank update
+        assert added == {f"{p}{attn}.{w}_proj.lora.lora_{m}" for p in prefixes for w in "qv" for m in "AB"}
+    else:
+        assert added == expected_added(bb, case)
+    rule = {n for n in base_numel if case.backbone_rule(n, bb)}
+    assert len(prefixes) == DEPTH and {n for n, p in model.named_parameters() if p.requires_grad} == rule | added
+    assert sum(numel[n] for n in added) == DEPTH * case.added_per_block(DIM)
+    out = model.train()(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    out = out.logits if hasattr(out, "logits") else out.last_hidden_state
+    if rule | added:
+        perturb_trainable(model)
+        model.zero_grad(set_to_none=True)
+        result = model(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+        outs = [result.logits] if hasattr(result, "logits") else [result.last_hidden_state, result.pooler_output]
+        sum((o * torch.randn(o.shape, generator=torch.Generator().manual_seed(3))).sum() for o in outs).backward()
+        unused = {n for n in rule | added if n.endswith("mask_token")}  # only for masked-image inputs
+        assert {n for n, p in model.named_parameters() if p.grad is not None} == (rule | added) - unused
+
+
+def test_mona_reads_the_register_tokens_of_a_transformers_dinov2():
+    build, _ = _hf_builders()["hf_dinov2_registers"]
+    model = monatune.apply(build(), "mona")
+    mona = next(m for m in model.modules() if isinstance(m, Mona))
+    model(torch.randn(1, 3, 32, 32))
+    x = torch.randn(1, 1 + 4 + 16, DIM)  # class + 4 registers + a 4x4 grid
+    assert mona.token_layout.hw == (4, 4) and mona.token_layout.prefix_of(x) == 5
+
+
+def test_a_transformers_vit_from_a_local_folder_trains_from_a_config(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    from monatune.configs import small_config
+    from monatune.engine.config import load_config
+    from monatune.engine.run import run
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-vit"
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=64, patch_size=16)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)  # a backbone checkpoint; the head is new
+    overrides = [f"model.backbone=hf:{folder}", "trainer.max_epochs=3", "data.options.num_train_images=128",
+                 f"trainer.out_dir={tmp_path / 'run'}", "trainer.progress_bar=false", "optim.lr=3e-3"]  # fmt: skip
+    result = run("fit", load_config(small_config("classification_digits"), overrides))
+    losses = result["history"]["train_loss"]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    trainable = {n for n, p in result["module"].model.named_parameters() if p.requires_grad}
+    assert any(".mona1." in n for n in trainable) and any(n.startswith("hf.classifier.") for n in trainable)
+
+
+def test_without_transformers_the_error_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ImportError, match=r"pip install monatune\[transformers\]"):
+        monatune.create_backbone("hf:vit")

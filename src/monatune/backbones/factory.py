@@ -111,7 +111,14 @@ def create_backbone(
         raise ValueError("meta=True builds shapes only; it cannot load weights")
     device = torch.device("meta") if meta else None
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        if name in EMBEDDED_BACKBONES:
+        if name.startswith("hf:"):
+            if dense or weights is not None or pretrained:
+                raise ValueError(f"{name!r}: a transformers backbone loads from a local from_pretrained folder (hf:PATH), for classification only so far")
+            from monatune.backbones.hf_vit import create_hf_model
+
+            model = create_hf_model(name[3:], num_classes)
+            family = "hf"
+        elif name in EMBEDDED_BACKBONES:
             # a weights file replaces the shipped weights
             load_shipped = not meta and weights is None
             if dense:  # dense heads: always shift + pad, as every other dense timm Swin

@@ -92,3 +92,23 @@ class LoRAMultiheadAttention(nn.MultiheadAttention):
         zeros_k = base.new_zeros(self.embed_dim, self.embed_dim)
         delta = torch.cat([self.lora_q.weight_delta(), zeros_k, self.lora_v.weight_delta()], dim=0)
         return base + self.scaling * delta.to(base.dtype)
+
+
+class LoRALinear(nn.Module):
+    """A Linear (one of split q/k/v projections) with a low-rank update; keeps ``weight``/``bias`` names."""
+
+    def __init__(self, linear: nn.Linear, rank: int = 64, alpha: float = 1.0) -> None:
+        super().__init__()
+        self._parameters["weight"] = linear.weight
+        self._parameters["bias"] = linear.bias
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.lora = LowRankDelta(linear.in_features, linear.out_features, rank)
+
+    @property  # type: ignore[override]
+    def weight(self) -> torch.Tensor:  # noqa: F811 - the merged view shadows the stored parameter
+        base = self._parameters["weight"]
+        return base + self.scaling * self.lora.weight_delta().to(base.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self._parameters["bias"])

@@ -196,7 +196,7 @@ class Mona(nn.Module):
         each prefix token is a 1 x 1 map of its own (zero padding: only the centre taps of the depthwise
         kernels act), so prefix tokens never mix into the grid and the math is the same module."""
         if x.dim() == 3 and hw is None and self.token_layout is not None:
-            hw, num_prefix = self.token_layout.grid(x), self.token_layout.num_prefix
+            hw, num_prefix = self.token_layout.grid(x), self.token_layout.prefix_of(x)
         if x.dim() == 3 and num_prefix:
             bsz, _, c = x.shape
             prefix = self._forward_map(x[:, :num_prefix].reshape(bsz * num_prefix, 1, 1, c))

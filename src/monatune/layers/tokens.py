@@ -20,17 +20,22 @@ _LAYOUT_ATTR = "_monatune_token_layout"
 
 @dataclass
 class TokenLayout:
-    """``num_prefix`` tokens, then ``hw[0] * hw[1]`` patch tokens in row-major order."""
+    """``num_prefix`` tokens, then ``hw[0] * hw[1]`` patch tokens in row-major order (``num_prefix``
+    None: whatever precedes the grid, read off each sequence)."""
 
-    num_prefix: int
+    num_prefix: int | None
     hw: tuple[int, int] | None = None  # the patch grid of the current forward (set by GridRecorder)
+
+    def prefix_of(self, tokens: torch.Tensor) -> int:
+        h, w = self.grid(tokens)
+        return tokens.shape[1] - h * w if self.num_prefix is None else self.num_prefix
 
     def grid(self, tokens: torch.Tensor) -> tuple[int, int]:
         """The (H, W) grid of ``tokens`` (B, N, C), checked against N."""
         if self.hw is None:
             raise RuntimeError("the token grid is unknown: the backbone's patch embedding has not run in this forward")
         h, w = self.hw
-        if self.num_prefix + h * w != tokens.shape[1]:
+        if (self.num_prefix or 0) + h * w > tokens.shape[1] or (self.num_prefix is not None and self.num_prefix + h * w != tokens.shape[1]):
             raise ValueError(f"{tokens.shape[1]} tokens are not {self.num_prefix} prefix tokens + a {h}x{w} patch grid")
         return h, w
 
@@ -45,7 +50,7 @@ class GridRecorder:
         self.layout.hw = tuple(int(s) for s in self.grid_of(module, inputs, output))
 
 
-def token_layout(backbone: nn.Module, patch_embed: nn.Module, num_prefix: int, grid_of) -> TokenLayout:
+def token_layout(backbone: nn.Module, patch_embed: nn.Module, num_prefix: int | None, grid_of) -> TokenLayout:
     """The layout of ``backbone`` (created with its hook on ``patch_embed`` on first use, then reused)."""
     layout = backbone.__dict__.get(_LAYOUT_ATTR)
     if layout is None:

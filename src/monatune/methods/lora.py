@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from monatune.layers.lora import LoRAMultiheadAttention, LoRAQKV
+from monatune.layers.lora import LoRALinear, LoRAMultiheadAttention, LoRAQKV
 from monatune.methods.base import MethodOptions, TuningMethod, register_method
 
 
@@ -27,7 +27,14 @@ class LoRA(TuningMethod):
                 attn = LoRAMultiheadAttention.wrap(site.qkv_parent, self.options.rank, self.options.alpha)
                 added += [attn.lora_q, attn.lora_v]
                 continue
-            if site.qkv_parent is None:
+            if isinstance(getattr(site.qkv_parent, "q_proj", None), nn.Linear):  # split q/k/v (transformers)
+                for proj in ("q_proj", "v_proj"):
+                    linear = getattr(site.qkv_parent, proj)
+                    wrapped = LoRALinear(linear, self.options.rank, self.options.alpha).to(linear.weight.device, linear.weight.dtype)
+                    setattr(site.qkv_parent, proj, wrapped)
+                    added.append(wrapped.lora)
+                continue
+            if not isinstance(getattr(site.qkv_parent, "qkv", None), nn.Linear):
                 raise ValueError(f"{site.name}: LoRA needs a qkv projection, and this block has none monatune knows")
             qkv = site.qkv_parent.qkv
             wrapped = LoRAQKV(qkv, self.options.rank, self.options.alpha).to(qkv.weight.device, qkv.weight.dtype)

@@ -19,7 +19,9 @@ def build_classifier(cfg: ExperimentConfig) -> nn.Module:
         raise ConfigError(f"model.head_options: the classification head takes no options, got {sorted(cfg.model.head_options)}; remove them")
     model = backbone_from_config(cfg.model, num_classes=cfg.model.num_classes)
     frozen = ["patch_embed"] if cfg.model.freeze_patch_embed else []  # timm classifiers; SPEC §8.11 option
-    return apply(model, cfg.model.method, train_modules=["head"], frozen_modules=frozen, **cfg.model.method_options)
+    names = dict(model.named_modules())
+    head = next(h for h in ("head", "heads", "hf.classifier") if h in names)  # timm, torchvision ViT, transformers
+    return apply(model, cfg.model.method, train_modules=[head], frozen_modules=frozen, **cfg.model.method_options)
 
 
 class ClassificationModule(TunedModule):
