@@ -230,6 +230,7 @@ def test_a_transformers_vit_from_a_local_folder_trains_from_a_config(tmp_path):
     result = run("fit", load_config(small_config("classification_digits"), overrides))
     losses = result["history"]["train_loss"]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    assert all(m.training for m in monatune.create_backbone(f"hf:{folder}", num_classes=3).modules())  # as timm's, not eval
     trainable = {n for n, p in result["module"].model.named_parameters() if p.requires_grad}
     assert any(".mona1." in n for n in trainable) and any(n.startswith("hf.classifier.") for n in trainable)
 

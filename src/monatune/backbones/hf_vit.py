@@ -120,5 +120,6 @@ def create_hf_model(spec: str, num_classes: int = 0) -> nn.Module:
         config.num_labels = num_classes
         auto = transformers.AutoModelForImageClassification
         model = auto.from_pretrained(spec, config=config, ignore_mismatched_sizes=True) if local else auto.from_config(config)
-        return HFLogits(model)
-    return transformers.AutoModel.from_pretrained(spec) if local else transformers.AutoModel.from_config(config)
+        return HFLogits(model.train())  # from_pretrained returns eval mode; a new backbone trains like timm's
+    model = transformers.AutoModel.from_pretrained(spec) if local else transformers.AutoModel.from_config(config)
+    return model.train()
