@@ -241,3 +241,29 @@ def test_without_transformers_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ImportError, match=r"pip install monatune\[transformers\]"):
         monatune.create_backbone("hf:vit")
+
+
+@pytest.mark.parametrize(("config", "extra"), [
+    ("detection_retinanet", ["model.head_options.out_indices=[1, 2, 3]"]),
+    ("semantic_segmentation_upernet", []),
+], ids=["retinanet", "upernet"])  # fmt: skip
+def test_a_plain_vit_feeds_the_dense_heads_through_a_simple_feature_pyramid(tmp_path, config, extra):
+    """ViTDet-style pyramid (strides 4-32 from the last block's map) under RetinaNet and UperNet, from
+    the shipped small configs: finite, decreasing loss; the pyramid and heads train, the ViT only its Mona."""
+    from monatune.configs import small_config
+    from monatune.engine.config import load_config
+    from monatune.engine.run import run
+
+    overrides = ["model.backbone=test_vit", "trainer.max_epochs=3", "data.options.num_train_images=16",
+                 "data.options.num_val_images=4", f"data.root={tmp_path / 'data'}", f"trainer.out_dir={tmp_path / 'run'}",
+                 "trainer.progress_bar=false", *extra]  # fmt: skip
+    result = run("fit", load_config(small_config(config), overrides))
+    losses = result["history"]["train_loss"]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    model = result["module"].model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("backbone.pyramid.") for n in trainable)
+    vit = {n for n in trainable if n.startswith("backbone.vit.")}
+    assert vit and all(".mona1." in n or ".mona2." in n for n in vit)
+    assert [tuple(o.shape[-2:]) for o in model.backbone(torch.randn(1, 3, 96, 64))] == [(24, 16), (12, 8), (6, 4), (3, 2)][
+        4 - len(model.backbone.strides) :]

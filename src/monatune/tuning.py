@@ -59,6 +59,7 @@ def apply_with_heads(model: nn.Module, method: str, *, frozen_modules: Sequence[
     if not isinstance(getattr(model, "backbone", None), nn.Module):
         raise ValueError(f"{type(model).__name__} has no .backbone module; use apply(model, method, train_modules=...)")
     heads = [name for name, child in model.named_children() if name != "backbone" and any(True for _ in child.parameters())]
+    heads += [f"backbone.{name}" for name in getattr(model.backbone, "new_modules", ())]  # e.g. a ViT's feature pyramid
     return apply(model, method, train_modules=heads, frozen_modules=frozen_modules, **options)
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from monatune.backbones.dense_swin import TimmDenseSwin, TorchvisionDenseSwin
+from monatune.backbones.dense_vit import DenseViT
 from monatune.backbones.weights import (
     OFFLINE_HINT,
     WeightsError,
@@ -53,8 +54,8 @@ def _timm_swin(name: str, pretrained: bool, dense: bool, **kwargs) -> nn.Module:
             f"unknown backbone {name!r}; valid: {', '.join(available_backbones())}, or a timm VisionTransformer "
             "(vit_*, deit_*, ... e.g. vit_base_patch16_224)"
         )
-    if vit and dense:
-        raise ValueError(f"{name!r}: dense (detection/segmentation) plain-ViT backbones are not implemented yet; use a Swin")
+    if vit:
+        kwargs.pop("always_partition", None)  # a Swin option
     if vit:  # any input size: timm interpolates the position embedding to each forward's patch grid
         kwargs.setdefault("dynamic_img_size", True)
     if not vit:  # Dense heads follow the original detection Swin: always shift + pad, any input size.
@@ -156,7 +157,11 @@ def create_backbone(
         loader = load_timm_swin_weights if family == "timm" else load_torchvision_swin_weights
         loaded = loaded_tensor_ids(model, loader(model, weights))
     if dense:
-        if family == "timm":
+        from timm.models.vision_transformer import VisionTransformer
+
+        if isinstance(model, VisionTransformer):
+            model = DenseViT(model, out_indices)
+        elif family == "timm":
             model = TimmDenseSwin(model, out_indices, window_order=window_order)
         else:
             model = TorchvisionDenseSwin(model, out_indices)

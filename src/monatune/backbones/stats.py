@@ -20,12 +20,20 @@ SYNTHETIC_STD = (0.285, 0.285, 0.285)
 
 def input_stats(backbone: str) -> Stats:
     """(mean, std) of 0-1 RGB images for backbone ``backbone`` (a ``create_backbone`` name): an embedded
-    backbone's own, ImageNet's for every other (timm and torchvision Swins are ImageNet-pretrained)."""
+    backbone's own, a timm model's ``pretrained_cfg`` ones, else ImageNet's (torchvision, transformers)."""
     from monatune.backbones.embedded import EMBEDDED_BACKBONES
 
     embedded = EMBEDDED_BACKBONES.get(backbone)
     if embedded is not None:
         return tuple(embedded["mean"]), tuple(embedded["std"])
+    try:  # timm's pretrained_cfg, e.g. CLIP's statistics for a CLIP ViT (ImageNet's for every Swin)
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(backbone)
+    except Exception:  # not a timm name (torchvision, transformers): ImageNet's
+        cfg = None
+    if cfg is not None and cfg.mean and cfg.std:
+        return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
     return IMAGENET_MEAN, IMAGENET_STD
 
 

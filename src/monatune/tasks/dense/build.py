@@ -34,7 +34,7 @@ def input_stats(cfg: ExperimentConfig) -> tuple[tuple[float, ...], tuple[float, 
 def dense_backbone(cfg: ExperimentConfig, default_out_indices: Sequence[int]) -> DenseSwin:
     """The pretrained DenseSwin of ``cfg.model`` returning the stages ``head_options.out_indices``."""
     out_indices = tuple(cfg.model.head_options.get("out_indices", default_out_indices))
-    return backbone_from_config(cfg.model, dense=True, out_indices=out_indices, always_partition=True)
+    return backbone_from_config(cfg.model, dense=True, out_indices=out_indices)  # (a dense Swin always partitions)
 
 
 def builder_keywords(builder: Callable[..., Any]) -> tuple[str, ...] | None:
