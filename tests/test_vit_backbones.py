@@ -43,6 +43,16 @@ VITS = {
                                      tuple(f"encoder.layers.encoder_layer_{i}." for i in range(DEPTH)),
                                      lambda n: re.search(r"(^|\.)ln(_[12])?\.(weight|bias)$", n) is not None), (32, 32)),
 }  # fmt: skip
+def tiny_timm_eva() -> nn.Module:
+    """EVA-02 style: rotary position embeddings, LayerScale, class token, any input size."""
+    from timm.models.eva import Eva
+
+    return Eva(img_size=32, patch_size=8, embed_dim=DIM, depth=DEPTH, num_heads=2, num_classes=0, use_rot_pos_emb=True,
+               ref_feat_shape=(4, 4), init_values=0.1, dynamic_img_size=True)  # fmt: skip
+
+
+VITS["timm_eva"] = (BackboneCase("timm_eva", tiny_timm_eva, tuple(f"blocks.{i}." for i in range(DEPTH)),
+                                 lambda n: re.search(r"(^|\.)(fc_)?norm[12]?\.(weight|bias)$", n) is not None), (40, 24))  # fmt: skip
 PAIRS = [(b, m) for b in VITS for m in METHOD_CASES]
 
 
@@ -267,3 +277,26 @@ def test_a_plain_vit_feeds_the_dense_heads_through_a_simple_feature_pyramid(tmp_
     assert vit and all(".mona1." in n or ".mona2." in n for n in vit)
     assert [tuple(o.shape[-2:]) for o in model.backbone(torch.randn(1, 3, 96, 64))] == [(24, 16), (12, 8), (6, 4), (3, 2)][
         4 - len(model.backbone.strides) :]
+
+
+
+@pytest.mark.parametrize("method", list(METHOD_CASES))
+def test_every_method_on_timm_swin_v2_post_norm_blocks(method):
+    """timm's swinv2 blocks are post-norm (x + norm(attn(x))): Mona still after each residual add."""
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+
+    case = METHOD_CASES[method]
+    torch.manual_seed(0)
+    base = SwinTransformerV2(img_size=64, patch_size=4, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=2,
+                             num_classes=0)  # fmt: skip
+    prefixes = tuple(f"layers.{s}.blocks.{b}." for s in range(4) for b in range(2))
+    bb = BackboneCase("timm_swinv2", lambda: base, prefixes, lambda n: re.search(r"(^|\.)norm\d*\.(weight|bias)$", n) is not None)
+    model = monatune.apply(copy.deepcopy(base), method)
+    base_numel, numel = named_numel(base), named_numel(model)
+    added = set(numel) - set(base_numel)
+    assert added == expected_added(bb, case)
+    rule = {n for n in base_numel if case.backbone_rule(n, bb)}  # BitFit: every name holding "bias" (q_bias, v_bias, cpb_mlp)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == rule | added
+    assert sum(numel[n] for n in added) == sum(2 * case.added_per_block(16 * 2**s) for s in range(4))
+    out = model(torch.randn(1, 3, 64, 64))
+    assert torch.isfinite(out).all()

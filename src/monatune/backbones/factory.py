@@ -26,12 +26,13 @@ TORCHVISION_VITS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
 
 
 def _is_timm_vit(arch: str) -> bool:
-    """Whether timm builds ``arch`` as a ``VisionTransformer`` (the plain-ViT family monatune tunes)."""
+    """Whether timm builds ``arch`` as a plain ViT monatune tunes (``VisionTransformer``, ``Eva``)."""
     import timm
+    from timm.models.eva import Eva
     from timm.models.vision_transformer import VisionTransformer
 
     with torch.device("meta"):
-        return isinstance(timm.create_model(arch, pretrained=False), VisionTransformer)
+        return isinstance(timm.create_model(arch, pretrained=False), (VisionTransformer, Eva))
 
 
 def available_backbones() -> list[str]:
@@ -49,7 +50,9 @@ def _timm_swin(name: str, pretrained: bool, dense: bool, **kwargs) -> nn.Module:
 
     arch = name.split(".", 1)[0]
     vit = timm.is_model(arch) and not arch.startswith("swin") and _is_timm_vit(arch)
-    if not timm.is_model(arch) or not (vit or (arch.startswith("swin_") and not arch.startswith("swinv2"))):
+    if timm.is_model(arch) and arch.startswith("swinv2") and dense:
+        raise ValueError(f"{name!r}: dense heads on timm's Swin V2 are not implemented yet; use a Swin (v1) or a ViT")
+    if not timm.is_model(arch) or not (vit or arch.startswith("swin_") or arch.startswith("swinv2")):
         raise ValueError(
             f"unknown backbone {name!r}; valid: {', '.join(available_backbones())}, or a timm VisionTransformer "
             "(vit_*, deit_*, ... e.g. vit_base_patch16_224)"

@@ -1,4 +1,5 @@
-"""Where things are in timm's Swin Transformer (``timm.models.swin_transformer``)."""
+"""Where things are in timm's Swin Transformers (``timm.models.swin_transformer``, and the post-norm
+blocks of ``swin_transformer_v2``: ``swinv2_*``)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,23 @@ def _drop_path2(block: nn.Module) -> nn.Module:
 TIMM_SWIN_OPS = BlockOps(_attn_branch, _mlp_branch, _drop_path1, _drop_path2)
 
 
+def _v2_attn_branch(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # Swin V2 is post-norm: the branch is norm(attn(x)); Mona still acts after each residual add.
+    return block.norm1(block._attn(x))
+
+
+def _v2_mlp_branch(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return block.norm2(block.mlp(x))
+
+
+TIMM_SWINV2_OPS = BlockOps(_v2_attn_branch, _v2_mlp_branch, _drop_path1, _drop_path2)
+
+
 def is_timm_swin_block(module: nn.Module) -> bool:
     from timm.models.swin_transformer import SwinTransformerBlock
+    from timm.models.swin_transformer_v2 import SwinTransformerV2Block
 
-    return isinstance(module, SwinTransformerBlock)
+    return isinstance(module, (SwinTransformerBlock, SwinTransformerV2Block))
 
 
 def timm_swin_sites(model: nn.Module) -> list[BlockSite]:
@@ -44,5 +58,8 @@ def timm_swin_sites(model: nn.Module) -> list[BlockSite]:
         stage_prefix = name.rsplit(".blocks.", 1)[0]
         stage = stage_of.setdefault(stage_prefix, len(stage_of))
         index = int(name.rsplit(".", 1)[1])
-        sites.append(BlockSite(name, module, stage, index, module.dim, module.attn, TIMM_SWIN_OPS))
+        from timm.models.swin_transformer_v2 import SwinTransformerV2Block
+
+        ops = TIMM_SWINV2_OPS if isinstance(module, SwinTransformerV2Block) else TIMM_SWIN_OPS
+        sites.append(BlockSite(name, module, stage, index, module.dim, module.attn, ops))
     return sites

@@ -23,9 +23,8 @@ class BitFit(TuningMethod):
 
     def trainable(self, model, sites):
         for module in model.modules():
-            for key in ("bias", "in_proj_bias"):  # in_proj_bias: nn.MultiheadAttention's packed q, k, v bias
-                bias = module._parameters.get(key)
-                if bias is not None:
+            for key, bias in module._parameters.items():  # bias, and in_proj_bias (nn.MultiheadAttention), q_bias/v_bias (Swin V2)
+                if bias is not None and (key == "bias" or key.endswith("_bias")):
                     yield bias
             if self.options.rel_pos_tables:
                 table = module._parameters.get("relative_position_bias_table")
