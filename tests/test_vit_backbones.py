@@ -300,3 +300,23 @@ def test_every_method_on_timm_swin_v2_post_norm_blocks(method):
     assert sum(numel[n] for n in added) == sum(2 * case.added_per_block(16 * 2**s) for s in range(4))
     out = model(torch.randn(1, 3, 64, 64))
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("suffix", ["safetensors", "pth"])
+def test_a_timm_vit_loads_local_weights_and_refuses_partial_ones(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from monatune.backbones.weights import WeightsError
+
+    torch.manual_seed(0)
+    source = monatune.create_backbone("test_vit", num_classes=0)
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / f"vit.{suffix}"
+    save_file(state, path) if suffix == "safetensors" else torch.save(state, path)
+    loaded = monatune.create_backbone("test_vit", weights=path, num_classes=4)  # a new head: allowed
+    for name, tensor in state.items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, msg=name)
+    partial = {k: v for k, v in state.items() if not k.startswith("blocks.1.")}
+    save_file(partial, tmp_path / "partial.safetensors")
+    with pytest.raises(WeightsError, match="blocks.1"):
+        monatune.create_backbone("test_vit", weights=tmp_path / "partial.safetensors")

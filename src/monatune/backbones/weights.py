@@ -129,7 +129,7 @@ CLASSIFIER_HEAD = "head.*"
 
 
 def load_timm_swin_weights(model: nn.Module, path: str | Path) -> list[str]:
-    """Load a timm or original Microsoft Swin checkpoint into a timm SwinTransformer.
+    """Load a timm (Swin, Swin V2, ViT, EVA) or original Microsoft Swin checkpoint into a timm model.
 
     Microsoft keys (downsample at the end of a stage, ``head.*``) are converted by timm's own
     ``checkpoint_filter_fn``; relative-position tables are resized to the model's window.
@@ -137,8 +137,10 @@ def load_timm_swin_weights(model: nn.Module, path: str | Path) -> list[str]:
     Raises WeightsError (one line) when the file is empty, has keys the model lacks, or tensors
     whose shapes do not match.
     """
-    from timm.models.swin_transformer import checkpoint_filter_fn
+    import importlib
 
+    # timm's own key conversion for the model's family (Swin, Swin V2, VisionTransformer, EVA)
+    checkpoint_filter_fn = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", lambda state, model: state)
     state = read_state_dict(path)
     own = model.state_dict()
     foreign, mismatched = _foreign_position_tables(state, model)
