@@ -320,3 +320,31 @@ def test_a_timm_vit_loads_local_weights_and_refuses_partial_ones(tmp_path, suffi
     save_file(partial, tmp_path / "partial.safetensors")
     with pytest.raises(WeightsError, match="blocks.1"):
         monatune.create_backbone("test_vit", weights=tmp_path / "partial.safetensors")
+
+
+@pytest.mark.parametrize("method", list(METHOD_CASES))
+def test_every_method_on_transformers_swin(method):
+    """transformers' SwinModel: pre-norm layers on (B, H*W, C) tokens with the grid passed along; each
+    layer returns a tuple (the tuned forward keeps that); Mona acts on each stage's grid."""
+    from transformers import SwinConfig, SwinModel
+
+    case = METHOD_CASES[method]
+    torch.manual_seed(0)
+    base = SwinModel(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], window_size=2))
+    prefixes = tuple(f"encoder.layers.{s}.blocks.{b}." for s in range(4) for b in range(2))
+    norms = {f"{n}.{p}" for n, m in base.named_modules() if isinstance(m, nn.LayerNorm) for p, _ in m.named_parameters()}
+    bb = BackboneCase("hf_swin", lambda: base, prefixes, lambda n: n in norms)
+    model = monatune.apply(copy.deepcopy(base), method)
+    base_numel, numel = named_numel(base), named_numel(model)
+    added = set(numel) - set(base_numel)
+    if method == "lora":
+        assert added == {f"{p}attention.{w}_proj.lora.lora_{m}" for p in prefixes for w in "qv" for m in "AB"}
+    else:
+        assert added == expected_added(bb, case)
+    rule = {n for n in base_numel if case.backbone_rule(n, bb)}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == rule | added
+    assert sum(numel[n] for n in added) == sum(2 * case.added_per_block(16 * 2**s) for s in range(4))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        same = torch.allclose(model.eval()(x).last_hidden_state, base.eval()(x).last_hidden_state, atol=1e-5)
+    assert same == case.identity_at_init

@@ -7,7 +7,7 @@ from torch import nn
 from monatune.backbones.blocks import INSERTION_POINTS, BlockOps, BlockSite, attach
 from monatune.backbones.dense_swin import DenseSwin, TimmDenseSwin, TorchvisionDenseSwin
 from monatune.backbones.factory import available_backbones, create_backbone
-from monatune.backbones.hf_vit import hf_vit_sites
+from monatune.backbones.hf_vit import hf_swin_sites, hf_vit_sites
 from monatune.backbones.timm_swin import timm_swin_sites
 from monatune.backbones.timm_vit import timm_vit_sites
 from monatune.backbones.torchvision_swin import torchvision_swin_sites
@@ -21,7 +21,7 @@ def find_block_sites(model: nn.Module) -> list[BlockSite]:
     Raises ValueError when ``model`` holds no supported block.
     """
     sites = timm_swin_sites(model) + torchvision_swin_sites(model) + timm_vit_sites(model) + torchvision_vit_sites(model)
-    sites += hf_vit_sites(model)
+    sites += hf_vit_sites(model) + hf_swin_sites(model)
     if not sites:
         raise ValueError(
             f"no supported transformer block found in {type(model).__name__}; monatune supports timm Swin "

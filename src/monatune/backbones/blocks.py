@@ -39,7 +39,8 @@ class BlockOps:
     mlp_branch: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     drop_path1: Callable[[nn.Module], nn.Module]
     drop_path2: Callable[[nn.Module], nn.Module]
-
+    # what the block's own forward returns, made from the output tensor (transformers' Swin: a tuple)
+    output: Callable[[torch.Tensor], object] = staticmethod(lambda y: y)
 
 @dataclass
 class BlockSite:
@@ -78,7 +79,7 @@ def tuned_block_forward(block: nn.Module, x: torch.Tensor, *args, **kwargs) -> t
         out = out + m(x)
     if (m := _point(block, "after_mlp")) is not None:
         out = m(out)
-    return out
+    return ops.output(out)
 
 
 class _TunedForward:

@@ -55,12 +55,74 @@ LAYERS: dict[str, tuple[BlockOps, str]] = {
 }
 
 
+def _swin_attn(block: nn.Module, x: torch.Tensor, input_dimensions: tuple[int, int], always_partition: bool = False, **kwargs) -> torch.Tensor:
+    """transformers' SwinLayer attention path on (B, H*W, C) tokens (its own methods, in its order):
+    norm, pad, cyclic shift, windows, attention, reverse, crop. Records the grid for its Mona."""
+    block.__dict__[_GRID_ATTR].hw = tuple(int(v) for v in input_dimensions)
+    if not always_partition:
+        block.set_shift_and_window_size(input_dimensions)
+    height, width = input_dimensions
+    bsz, _, channels = x.shape
+    h = block.layernorm_before(x).view(bsz, height, width, channels)
+    h, pad_values = block.maybe_pad(h, height, width)
+    _, height_pad, width_pad, _ = h.shape
+    window = block.window_size
+    windows = _window_partition(block.cyclic_shift(h), window).view(-1, window * window, channels)
+    mask = block.get_attn_mask(height_pad, width_pad, dtype=h.dtype, device=windows.device)
+    attn = block.dropout(block.attention(windows, mask, **kwargs)[0]).view(-1, window, window, channels)
+    attn = block.cyclic_shift(_window_reverse(attn, window, height_pad, width_pad), reverse=True)
+    if pad_values[3] > 0 or pad_values[5] > 0:
+        attn = attn[:, :height, :width, :].contiguous()
+    return attn.view(bsz, height * width, channels)
+
+
+def _swin_mlp(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return block.dropout(block.mlp(block.layernorm_after(x)))
+
+
+def _window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    from transformers.models.swin.modeling_swin import window_partition
+
+    return window_partition(x, window)
+
+
+def _window_reverse(x: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    from transformers.models.swin.modeling_swin import window_reverse
+
+    return window_reverse(x, window, height, width)
+
+
+_GRID_ATTR = "_monatune_token_layout"
+
+
 def _grid(conv: nn.Module, inputs: tuple, output: torch.Tensor) -> tuple[int, int]:
     return output.shape[-2], output.shape[-1]
 
 
 def _patch_conv(embeddings: nn.Module) -> nn.Conv2d:
     return next(m for m in embeddings.modules() if isinstance(m, nn.Conv2d))
+
+
+SWIN_OPS = BlockOps(_swin_attn, _swin_mlp, _drop_path, _drop_path, output=lambda y: (y, None))
+
+
+def hf_swin_sites(model: nn.Module) -> list[BlockSite]:
+    """Every transformers ``SwinLayer`` in ``model`` (``SwinModel``, ``SwinForImageClassification``):
+    pre-norm, (B, H*W, C) tokens with the grid passed as ``input_dimensions``; stages from
+    ``encoder.layers.<i>``. Each block records its grid for its Mona (no prefix tokens)."""
+    from monatune.layers.tokens import TokenLayout
+
+    sites: list[BlockSite] = []
+    stage_of: dict[str, int] = {}
+    for name, layer in model.named_modules():
+        if type(layer).__name__ != "SwinLayer":
+            continue
+        stage_prefix, index = name.rsplit(".blocks.", 1)
+        stage = stage_of.setdefault(stage_prefix, len(stage_of))
+        layout = layer.__dict__.setdefault(_GRID_ATTR, TokenLayout(0))
+        dim = layer.layernorm_before.normalized_shape[0]
+        sites.append(BlockSite(name, layer, stage, int(index), dim, layer.attention, SWIN_OPS, layout))
+    return sites
 
 
 def hf_vit_sites(model: nn.Module) -> list[BlockSite]:
