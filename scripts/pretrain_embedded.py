@@ -99,15 +99,18 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 @torch.no_grad()
 def pooled_features(model: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> dict[str, np.ndarray]:
-    """Frozen features per image: each stage's output averaged over positions ("stage1".."stage4", (N, C_i))
+    """Frozen features per image: each stage's (a ViT's: each block's) output averaged over positions ("stage1".."stage4", (N, C_i))
     and "final" (after the last norm, globally pooled: what a linear head on the classifier sees)."""
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
+    vit = hasattr(model, "blocks")  # a ViT: its blocks stand for the stages (patch tokens averaged)
     for i in range(0, len(images), batch):
         h = model.patch_embed(images[i : i + batch])
-        for index, stage in enumerate(model.layers):
-            h = stage(h)  # NHWC
-            chunks.setdefault(f"stage{index + 1}", []).append(h.mean((1, 2)))
+        if vit:
+            h = model.norm_pre(model._pos_embed(h))
+        for index, stage in enumerate(model.blocks if vit else model.layers):
+            h = stage(h)  # NHWC (Swin) or (B, N, C) tokens (ViT)
+            chunks.setdefault(f"stage{index + 1}", []).append(h[:, model.num_prefix_tokens :].mean(1) if vit else h.mean((1, 2)))
         chunks.setdefault("final", []).append(model.forward_head(model.norm(h), pre_logits=True))
     return {k: torch.cat(v).numpy() for k, v in chunks.items()}
 
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     card = {
         "name": name,
         "description": config["description"],
-        "architecture": "timm.models.swin_transformer.SwinTransformer",
+        "architecture": f"{type(model).__module__}.{type(model).__name__}",
         "timm_kwargs": config["timm_kwargs"],
         "parameters_without_head": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head.")),
         "input": {"size": config["input_size"], "mean": config["mean"], "std": config["std"], "range": "RGB in [0, 1] before standardising"},

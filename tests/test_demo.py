@@ -61,3 +61,13 @@ def test_the_main_demo_tunes_mona_full_and_lora_on_the_mini_backbone(tmp_path):
     assert parse_methods(classification.DEMO.default_methods) == ["mona", "full", "lora"]
     with pytest.raises(ValueError, match="seeds"):
         run_demo(classification.DEMO, ["mona"], tmp_path, quick=True, seeds=0)
+
+
+def test_the_demo_takes_another_backbone(tmp_path, monkeypatch):
+    """``monatune demo --backbone NAME``: every run of the demo on that backbone (quick runs the nano
+    Swin; here the mini one)."""
+    monkeypatch.setitem(classification.QUICK, "epochs", 1)
+    monkeypatch.setitem(classification.QUICK, "num_train_images", 32)
+    result = run_demo(classification.DEMO, ["lora"], tmp_path, quick=True, backbone="swin_mini_synthetic")
+    assert [r["backbone"] for r in result["results"]] == ["swin_mini_synthetic"]
+    assert "backbone: swin_mini_synthetic" in (tmp_path / "runs" / "lora-seed0" / "config.yaml").read_text()

@@ -133,3 +133,15 @@ def test_mini_card_states_that_the_frozen_backbone_transfers():
     probe = embedded_model_card(MINI)["results"]["digits_linear_probe_val_accuracy"]
     stages = [f"stage{i}" for i in (1, 2, 3)]
     assert all(probe["pretrained"][s] > probe["random_init"][s] for s in stages), probe
+
+
+def test_the_embedded_vit_is_defined_with_prefix_tokens_and_mona_a_small_share_of_it():
+    """Issue 15's embedded ViT (its weights are not shipped yet: see the README): a class token and
+    register tokens, width >= 64, Mona <= 8 % of its parameters; any input size."""
+    model = create_embedded("vit_nano_synthetic", load_weights=False)
+    assert model.num_prefix_tokens == 5 and model.embed_dim >= 64
+    total = sum(p.numel() for p in model.parameters())
+    monatune.apply(model, "mona")
+    mona = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert mona == 4 * 2 * (133 * 384 + 9728) and mona / total <= 0.08
+    assert model(torch.randn(2, 3, 80, 48)).shape == (2, 384)

@@ -69,6 +69,28 @@ EMBEDDED_BACKBONES: dict[str, dict] = {
         "on 24-class procedural shape x texture images (64x64)",
         "pretraining": {"train_size": 32768, "epochs": 5, "batch_size": 128, "lr": 1e-3, "drop_path_rate": 0.05, "precision": "fp32", "augment": "dihedral"},
     },
+    "vit_nano_synthetic": {
+        "family": "vit",  # a timm VisionTransformer (the others: SwinTransformer)
+        "timm_kwargs": {
+            "img_size": 64,
+            "patch_size": 8,
+            "embed_dim": 384,  # Mona (2 per block, 133 C + 9728 each) is 6.8 % of the model at this width
+            "depth": 4,
+            "num_heads": 6,
+            "class_token": True,
+            "reg_tokens": 4,
+            "dynamic_img_size": True,  # any input size runs (position embedding interpolated)
+        },
+        "mean": MEAN,
+        "std": STD,
+        "input_size": (3, 64, 64),
+        "weights_file": "vit_nano_synthetic.safetensors",
+        "card_file": "vit_nano_synthetic.json",
+        "description": "timm ViT, 7.2M parameters, width 384, 4 blocks, patch 8, class + 4 register tokens, pretrained "
+        "by monatune on 24-class procedural shape x texture images (64x64)",
+        "pretraining": {"train_size": 16384, "epochs": 4, "batch_size": 128, "lr": 1e-3, "drop_path_rate": 0.05, "precision": "bf16",
+                        "augment": "dihedral"},
+    },
 }
 
 
@@ -97,7 +119,8 @@ def embedded_model_card(name: str) -> dict[str, Any]:
 
 
 def create_embedded(name: str, *, num_classes: int = 0, load_weights: bool = True, **kwargs: Any) -> nn.Module:
-    """A timm ``SwinTransformer`` for embedded backbone ``name``, with its shipped weights.
+    """A timm ``SwinTransformer`` (or ``VisionTransformer``: ``vit_nano_synthetic``) for embedded backbone
+    ``name``, with its shipped weights.
 
     Args:
         name: a key of ``EMBEDDED_BACKBONES``.
@@ -111,9 +134,16 @@ def create_embedded(name: str, *, num_classes: int = 0, load_weights: bool = Tru
     other sizes run too. Raises WeightsError when the weights file is missing or does not fit.
     """
     from timm.models.swin_transformer import SwinTransformer
+    from timm.models.vision_transformer import VisionTransformer
 
     config = _config(name)
-    model = SwinTransformer(**{**config["timm_kwargs"], **kwargs}, num_classes=num_classes)
+    if config.get("family") == "vit":
+        kwargs.pop("always_partition", None)  # Swin options, translated for a ViT
+        if kwargs.pop("strict_img_size", False):
+            kwargs["dynamic_img_size"] = False
+        model = VisionTransformer(**{**config["timm_kwargs"], **kwargs}, num_classes=num_classes)
+    else:
+        model = SwinTransformer(**{**config["timm_kwargs"], **kwargs}, num_classes=num_classes)
     # what timm.data.resolve_data_config reads, so timm's transforms match the pretraining
     model.pretrained_cfg = {
         "architecture": name,

@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="train every method with seeds 0..N-1; the table gives mean and spread")
     p.add_argument("--quick", action="store_true", help="tiny run (<= 60 s) on the nano backbone, with the same outputs")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: demo_out/<task>)")
+    p.add_argument("--backbone", default=None, help="another embedded backbone, e.g. vit_nano_synthetic (the pretrained ViT)")
     p.set_defaults(func=run)
 
 
@@ -32,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds: expected at least 1, got {args.seeds}")
     task = demo_task(args.task)
     out = args.out or Path("demo_out") / args.task
-    run_demo(task, parse_methods(args.methods or task.default_methods), out, args.quick, seeds=args.seeds)
+    run_demo(task, parse_methods(args.methods or task.default_methods), out, args.quick, seeds=args.seeds, backbone=args.backbone)
     return 0

@@ -180,11 +180,13 @@ def run_in_own_process(task_name: str, cfg: ExperimentConfig) -> MethodRun:
         return pool.submit(train_method, task_name, cfg).result()
 
 
-def with_seed(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+def with_seed(cfg: ExperimentConfig, seed: int, backbone: str | None = None) -> ExperimentConfig:
     """``cfg`` with ``trainer.seed`` = ``seed`` (initialisation of new layers, data order, augmentation,
-    drop path; for digits also the stratified train/val split)."""
+    drop path; for digits also the stratified train/val split), and ``model.backbone`` when given."""
     raw = cfg.to_dict()
     raw["trainer"]["seed"] = seed
+    if backbone is not None:
+        raw["model"]["backbone"] = backbone
     return parse_config(raw)
 
 
@@ -218,12 +220,15 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def run_demo(task: DemoTask, method_names: Sequence[str], out_dir: Path, quick: bool, seeds: int = 1) -> dict[str, Any]:
+def run_demo(
+    task: DemoTask, method_names: Sequence[str], out_dir: Path, quick: bool, seeds: int = 1, backbone: str | None = None
+) -> dict[str, Any]:  # fmt: skip
     """Train every method for seeds 0..seeds-1, each run a ``monatune fit`` in its own process under
     ``out_dir/runs/<method>-seed<k>/``; print the table (mean and spread over the seeds), write
     loss_curves.png (seed 0), results.json and mona.safetensors (seed 0's adapter). ``task`` must be
     registered in ``monatune.demo.DEMO_TASKS``: the processes look it up by name. From a script, call
-    it under ``if __name__ == "__main__":`` (the processes import the script, as ``multiprocessing`` does)."""
+    it under ``if __name__ == "__main__":`` (the processes import the script, as ``multiprocessing`` does).
+    ``backbone``: another backbone than the demo's (e.g. the embedded ViT ``vit_nano_synthetic``)."""
     if seeds < 1:
         raise ValueError(f"seeds: expected at least 1, got {seeds}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +238,7 @@ def run_demo(task: DemoTask, method_names: Sequence[str], out_dir: Path, quick: 
         for method in method_names:
             run_dir = out_dir / "runs" / f"{method}-seed{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own folder: every demo starts afresh
-            cfg = with_seed(task.make_config(method, quick, run_dir), seed)
+            cfg = with_seed(task.make_config(method, quick, run_dir), seed, backbone)
             run = run_in_own_process(task.name, cfg)
             rows.append(run.row)
             if seed == 0:
