@@ -5,6 +5,7 @@ and Mona treats prefix tokens as 1 x 1 maps of their own."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 import re
 
@@ -158,7 +159,7 @@ def test_a_vit_classifier_trains_from_a_config(tmp_path):
 
 
 # --- Hugging Face transformers (an optional extra; in the test extras) -------------------------------------------
-transformers = pytest.importorskip("transformers")
+needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="pip install monatune[transformers]")
 
 
 def _hf_builders() -> dict:
@@ -183,6 +184,7 @@ def _layer_prefixes(model: nn.Module) -> list[str]:
     return [f"{n}." for n, m in model.named_modules() if type(m).__name__ in kinds]
 
 
+@needs_transformers
 @pytest.mark.parametrize(("backbone", "method"), HF_PAIRS, ids=[f"{b}-{m}" for b, m in HF_PAIRS])
 def test_every_method_on_transformers_vits_with_closed_form_counts(backbone, method):
     build, attn = _hf_builders()[backbone]
@@ -215,6 +217,7 @@ def test_every_method_on_transformers_vits_with_closed_form_counts(backbone, met
         assert {n for n, p in model.named_parameters() if p.grad is not None} == (rule | added) - unused
 
 
+@needs_transformers
 def test_mona_reads_the_register_tokens_of_a_transformers_dinov2():
     build, _ = _hf_builders()["hf_dinov2_registers"]
     model = monatune.apply(build(), "mona")
@@ -224,6 +227,7 @@ def test_mona_reads_the_register_tokens_of_a_transformers_dinov2():
     assert mona.token_layout.hw == (4, 4) and mona.token_layout.prefix_of(x) == 5
 
 
+@needs_transformers
 def test_a_transformers_vit_from_a_local_folder_trains_from_a_config(tmp_path):
     from transformers import ViTConfig, ViTModel
 
@@ -322,6 +326,7 @@ def test_a_timm_vit_loads_local_weights_and_refuses_partial_ones(tmp_path, suffi
         monatune.create_backbone("test_vit", weights=tmp_path / "partial.safetensors")
 
 
+@needs_transformers
 @pytest.mark.parametrize("method", list(METHOD_CASES))
 def test_every_method_on_transformers_swin(method):
     """transformers' SwinModel: pre-norm layers on (B, H*W, C) tokens with the grid passed along; each
@@ -348,3 +353,30 @@ def test_every_method_on_transformers_swin(method):
     with torch.no_grad():
         same = torch.allclose(model.eval()(x).last_hidden_state, base.eval()(x).last_hidden_state, atol=1e-5)
     assert same == case.identity_at_init
+
+
+@needs_transformers
+@pytest.mark.parametrize("backbone", ["torchvision_vit", "hf_vit"])
+def test_fuse_merges_lora_on_packed_and_split_attention_projections(backbone):
+    from monatune.fuse import fuse
+    from monatune.layers.lora import LoRALinear, LoRAMultiheadAttention
+
+    torch.manual_seed(0)
+    model = VITS[backbone][0].build() if backbone in VITS else _hf_builders()[backbone][0]()
+    monatune.apply(model, "lora")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    x = torch.randn(2, 3, 32, 32)
+
+    def run(m):
+        out = m(x)
+        return out.logits if hasattr(out, "logits") else out
+
+    with torch.no_grad():
+        expected = run(model.eval())
+        merged = fuse(copy.deepcopy(model), merge_lora=True)
+        assert not any(isinstance(m, (LoRALinear, LoRAMultiheadAttention)) for m in merged.modules())
+        assert not any("lora" in n for n, _ in merged.named_parameters())
+        torch.testing.assert_close(run(merged), expected, rtol=1e-4, atol=1e-5)

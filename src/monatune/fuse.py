@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from monatune.layers.lora import LoRAQKV
+from monatune.layers.lora import LoRALinear, LoRAMultiheadAttention, LoRAQKV
 from monatune.layers.mona import FORMS, Mona, MonaForm
 
 
@@ -21,8 +21,9 @@ def fuse(model: nn.Module, *, merge_lora: bool = False) -> nn.Module:
 
     Args:
         model: any module holding Mona modules (e.g. after ``monatune.apply(model, "mona")``).
-        merge_lora: also replace every LoRA-wrapped qkv by a plain Linear holding W + (alpha/r) B A.
-            This changes the state dict (the ``lora_q``/``lora_v`` keys go), so it is off by default.
+        merge_lora: also replace every LoRA-wrapped projection (a fused qkv Linear, split q/v Linears,
+            or nn.MultiheadAttention's packed in-projection) by plain modules holding W + (alpha/r) B A.
+            This changes the state dict (the LoRA keys go), so it is off by default.
     """
     for module in model.modules():
         if isinstance(module, Mona):
@@ -30,8 +31,10 @@ def fuse(model: nn.Module, *, merge_lora: bool = False) -> nn.Module:
     if merge_lora:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
-                if isinstance(child, LoRAQKV):
+                if isinstance(child, (LoRAQKV, LoRALinear)):
                     setattr(parent, name, child.unwrap().requires_grad_(False))
+                elif isinstance(child, LoRAMultiheadAttention):
+                    child.merge_().requires_grad_(False)
     return model.eval()
 
 

@@ -61,6 +61,16 @@ class LoRAQKV(nn.Module):
 
     def unwrap(self) -> nn.Linear:
         """A plain Linear holding the merged weight (for export)."""
+        base = self._parameters["weight"]
+        linear = nn.Linear(self.in_features, self.out_features, bias=self._parameters["bias"] is not None)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight)
+            if linear.bias is not None:
+                linear.bias.copy_(self._parameters["bias"])
+        return linear.to(base.device, base.dtype)
+
+    def unwrap(self) -> nn.Linear:
+        """A plain Linear holding the merged weight (for export)."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self._parameters["bias"] is not None)
         with torch.no_grad():
             linear.weight.copy_(self.weight)
@@ -85,6 +95,16 @@ class LoRAMultiheadAttention(nn.MultiheadAttention):
         mha.lora_q = LowRankDelta(d, d, rank).to(weight.device, weight.dtype)
         mha.lora_v = LowRankDelta(d, d, rank).to(weight.device, weight.dtype)
         return mha
+
+    def merge_(self) -> nn.MultiheadAttention:
+        """In place: the merged weight into ``in_proj_weight``, the LoRA factors gone, a plain
+        ``nn.MultiheadAttention`` again (for export)."""
+        with torch.no_grad():
+            merged = self.in_proj_weight.clone()
+            self._parameters["in_proj_weight"].copy_(merged)
+        del self.lora_q, self.lora_v
+        self.__class__ = nn.MultiheadAttention
+        return self
 
     @property  # type: ignore[override]
     def in_proj_weight(self) -> torch.Tensor:  # noqa: F811 - the merged view shadows the stored parameter
@@ -112,3 +132,13 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self._parameters["bias"])
+
+    def unwrap(self) -> nn.Linear:
+        """A plain Linear holding the merged weight (for export)."""
+        base = self._parameters["weight"]
+        linear = nn.Linear(self.in_features, self.out_features, bias=self._parameters["bias"] is not None)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight)
+            if linear.bias is not None:
+                linear.bias.copy_(self._parameters["bias"])
+        return linear.to(base.device, base.dtype)
