@@ -61,16 +61,6 @@ class LoRAQKV(nn.Module):
 
     def unwrap(self) -> nn.Linear:
         """A plain Linear holding the merged weight (for export)."""
-        base = self._parameters["weight"]
-        linear = nn.Linear(self.in_features, self.out_features, bias=self._parameters["bias"] is not None)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if linear.bias is not None:
-                linear.bias.copy_(self._parameters["bias"])
-        return linear.to(base.device, base.dtype)
-
-    def unwrap(self) -> nn.Linear:
-        """A plain Linear holding the merged weight (for export)."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self._parameters["bias"] is not None)
         with torch.no_grad():
             linear.weight.copy_(self.weight)
