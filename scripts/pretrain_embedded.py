@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = bf16 autocast, fp32 master weights")
     p.add_argument("--augment", choices=("dihedral", "none"), help="dihedral: a random flip/transpose per image")
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--teacher", help="an embedded Swin with shipped weights whose stage-3 map the student's last block also learns to predict")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the feature-distillation loss (with --teacher)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--probe-only", action="store_true", help="only rerun the digits probe of the weights in --out, into their card")
     args = p.parse_args(argv)
@@ -158,6 +160,37 @@ PROBE_PROTOCOL = (
 )
 
 
+class FeatureDistillation(torch.nn.Module):
+    """Feature distillation from a frozen embedded Swin: the student ViT's last-block patch tokens,
+    average-pooled to the teacher's stage-3 grid and projected to its width, regress the teacher's
+    stage-3 map, each position layer-normalised (smooth L1). The projector is trained with the student
+    and not shipped. Its point: a ViT learns slowly from 24 labels on a small pool, and a convolutional-ish
+    teacher's dense map gives it a target at every position."""
+
+    def __init__(self, teacher_name: str, student_width: int, stage: int = 3) -> None:
+        super().__init__()
+        self.teacher = create_embedded(teacher_name).eval().requires_grad_(False)  # its shipped weights
+        self.stage = stage
+        width = self.teacher.layers[stage - 1].blocks[-1].mlp.fc2.out_features
+        self.projector = torch.nn.Linear(student_width, width)
+
+    @torch.no_grad()
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.teacher.patch_embed(x)
+        for layer in self.teacher.layers[: self.stage]:
+            h = layer(h)
+        h = h.float()  # NHWC
+        return F.layer_norm(h, h.shape[-1:])
+
+    def forward(self, student_tokens: torch.Tensor, num_prefix: int, x: torch.Tensor) -> torch.Tensor:
+        target = self.target(x)
+        patches = student_tokens[:, num_prefix:]
+        side = math.isqrt(patches.shape[1])
+        grid = patches.reshape(len(patches), side, side, -1).permute(0, 3, 1, 2)
+        pooled = F.adaptive_avg_pool2d(grid, target.shape[1:3]).permute(0, 2, 3, 1)
+        return F.smooth_l1_loss(self.projector(pooled).float(), target)
+
+
 def pretrain(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
     t0 = time.time()
     train_images, train_labels = render_pool(args.train_size, args.seed, "train")
@@ -171,9 +204,15 @@ def pretrain(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
     model = create_embedded(
         args.name, num_classes=synth.NUM_CLASSES, load_weights=False, drop_path_rate=args.drop_path_rate, strict_img_size=True
     )
+    if args.teacher and not hasattr(model, "blocks"):
+        raise SystemExit(f"--teacher distils into a ViT's last block; {args.name} is not a ViT")
+    distill = FeatureDistillation(args.teacher, model.embed_dim) if args.teacher else None
     no_decay = model.no_weight_decay()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and n not in no_decay]
     other = [p for n, p in model.named_parameters() if not (p.ndim > 1 and n not in no_decay)]
+    if distill is not None:
+        decay.append(distill.projector.weight)
+        other.append(distill.projector.bias)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=args.lr
     )
@@ -193,8 +232,12 @@ def pretrain(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, warmup, args.lr)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                logits = model(x)
+                tokens = model.forward_features(x)
+                logits = model.forward_head(tokens)
+                distill_loss = distill(tokens, model.num_prefix_tokens, x) if distill is not None else None
             loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+            if distill_loss is not None:
+                loss = loss + args.distill_weight * distill_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -281,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
             "drop_path_rate": args.drop_path_rate,
             "precision": "bf16 autocast, fp32 weights" if args.precision == "bf16" else "fp32",
             "label_smoothing": args.label_smoothing,
+            **({"feature_distillation": {"teacher": args.teacher, "teacher_stage": 3, "weight": args.distill_weight,
+                                         "loss": "smooth L1, student last-block patch tokens pooled to the teacher's grid, linear projector (not shipped), layer-normed targets"}}
+               if args.teacher else {}),
             "threads": args.threads,
             "wall_seconds": round(run["train_seconds"]),
         },

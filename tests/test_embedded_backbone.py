@@ -1,4 +1,4 @@
-"""The embedded backbones (swin_mini_synthetic, swin_nano_synthetic): shipped weights, model cards, sizes,
+"""The embedded backbones (swin_mini_synthetic, swin_nano_synthetic, vit_nano_synthetic): shipped weights, model cards, sizes,
 factory and dense use."""
 
 import hashlib
@@ -14,10 +14,11 @@ from monatune.backbones.weights import WeightsError
 
 NAME = "swin_nano_synthetic"
 MINI = "swin_mini_synthetic"
-FILE_BYTES = {NAME: 6e6, MINI: 19e6}  # fp16, without the pretext head
+VIT = "vit_nano_synthetic"
+FILE_BYTES = {NAME: 6e6, MINI: 19e6, VIT: 15e6}  # fp16, without the pretext head
 
 
-@pytest.fixture(scope="module", params=[MINI, NAME])
+@pytest.fixture(scope="module", params=[MINI, NAME, VIT])
 def shipped(request) -> tuple[str, dict[str, torch.Tensor]]:
     with safe_open(str(embedded_weights_path(request.param)), "pt") as f:
         return request.param, {k: f.get_tensor(k) for k in f.keys()}
@@ -135,13 +136,35 @@ def test_mini_card_states_that_the_frozen_backbone_transfers():
     assert all(probe["pretrained"][s] > probe["random_init"][s] for s in stages), probe
 
 
-def test_the_embedded_vit_is_defined_with_prefix_tokens_and_mona_a_small_share_of_it():
-    """Issue 15's embedded ViT (its weights are not shipped yet: see the README): a class token and
-    register tokens, width >= 64, Mona <= 8 % of its parameters; any input size."""
-    model = create_embedded("vit_nano_synthetic", load_weights=False)
+def test_the_embedded_vit_has_prefix_tokens_and_mona_is_a_small_share_of_it():
+    """Issue 15's embedded ViT: a class token and register tokens, width >= 64, Mona <= 8 % of its
+    parameters; any input size, with its shipped weights."""
+    model = create_embedded(VIT)
     assert model.num_prefix_tokens == 5 and model.embed_dim >= 64
     total = sum(p.numel() for p in model.parameters())
     monatune.apply(model, "mona")
     mona = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert mona == 4 * 2 * (133 * 384 + 9728) and mona / total <= 0.08
     assert model(torch.randn(2, 3, 80, 48)).shape == (2, 384)
+
+
+def test_the_recipe_is_what_made_the_shipped_file(shipped):
+    """``scripts/pretrain_embedded.py --name NAME`` with no other flags reruns the recipe the card
+    records (so the regeneration command the loader prints gives these weights back)."""
+    name, _ = shipped
+    recipe, card = EMBEDDED_BACKBONES[name]["pretraining"], embedded_model_card(name)
+    assert card["pretraining_data"]["train_images"] == recipe["train_size"]
+    assert {k: card["training"][k] for k in ("epochs", "batch_size", "lr", "drop_path_rate")} == {
+        k: recipe[k] for k in ("epochs", "batch_size", "lr", "drop_path_rate")
+    }
+    assert card["training"].get("feature_distillation", {}).get("teacher") == recipe.get("teacher")
+
+
+def test_vit_card_states_what_its_pretraining_gives():
+    """The ViT's digits probe, as the README reports it: the first block's features beat random init,
+    the later blocks' do not (the README says so); its teacher is a shipped backbone."""
+    card = embedded_model_card(VIT)
+    probe = card["results"]["digits_linear_probe_val_accuracy"]
+    assert probe["pretrained"]["stage1"] > probe["random_init"]["stage1"], probe
+    assert probe["pretrained"]["final"] < probe["random_init"]["final"], probe  # stated in the README: keep them in step
+    assert card["training"]["feature_distillation"]["teacher"] in EMBEDDED_BACKBONES

@@ -380,3 +380,77 @@ def test_fuse_merges_lora_on_packed_and_split_attention_projections(backbone):
         assert not any(isinstance(m, (LoRALinear, LoRAMultiheadAttention)) for m in merged.modules())
         assert not any("lora" in n for n, _ in merged.named_parameters())
         torch.testing.assert_close(run(merged), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_torchvision_vit_feeds_the_pyramid_at_any_size_and_reads_as_torchvision_does():
+    from monatune.backbones.dense_vit import DenseViT
+
+    torch.manual_seed(0)
+    vit = tiny_torchvision_vit().eval()
+    dense = DenseViT(vit).eval()
+    native = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        x = vit._process_input(native)
+        own = vit.encoder(torch.cat([vit.class_token.expand(2, -1, -1), x], dim=1))  # torchvision's forward, head excluded
+        torch.testing.assert_close(dense.read_tokens(vit, native).tokens, own)
+        monatune.apply(dense, "mona")
+        outs = dense(torch.randn(1, 3, 48, 64))  # another grid: position embedding resized
+    assert [tuple(o.shape[-2:]) for o in outs] == [(12, 16), (6, 8), (3, 4), (2, 2)]
+    assert all(torch.isfinite(o).all() for o in outs) and dense.patch_embedding == "vit.conv_proj"
+
+
+@needs_transformers
+@pytest.mark.parametrize("kind", ["vit", "dinov2_registers", "clip_vision"])
+def test_a_transformers_vit_feeds_the_pyramid_at_any_size(kind):
+    """transformers' base models through the same pyramid: tokens as the library gives them, Mona on
+    the grid of each input (here 6 x 8 patches, prefix tokens read off the sequence), Mona and the pyramid train."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2WithRegistersConfig, Dinov2WithRegistersModel, ViTConfig, ViTModel
+
+    from monatune.backbones.dense_vit import DenseViT
+
+    common = dict(hidden_size=DIM, num_hidden_layers=DEPTH, num_attention_heads=2, image_size=32, patch_size=8)
+    torch.manual_seed(0)
+    vit = {
+        "vit": lambda: ViTModel(ViTConfig(**common, intermediate_size=2 * DIM), add_pooling_layer=False),
+        "dinov2_registers": lambda: Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**common, num_register_tokens=4)),
+        "clip_vision": lambda: CLIPVisionModel(CLIPVisionConfig(**common, intermediate_size=2 * DIM)),
+    }[kind]()
+    dense = DenseViT(vit)
+    monatune.apply(dense, "mona", train_modules=["pyramid"])
+    images = torch.randn(2, 3, 48, 64)
+    read = dense.read_tokens(dense.vit, images)
+    assert read.grid == (6, 8) and read.num_prefix == {"vit": 1, "dinov2_registers": 5, "clip_vision": 1}[kind]
+    outs = dense(images)
+    assert [tuple(o.shape[-2:]) for o in outs] == [(12, 16), (6, 8), (3, 4), (2, 2)]
+    sum(o.square().mean() for o in outs).backward()
+    trained = {n for n, p in dense.named_parameters() if p.grad is not None}
+    assert trained == {n for n, p in dense.named_parameters() if p.requires_grad}
+    assert any(".mona1." in n for n in trained) and any(n.startswith("pyramid.") for n in trained)
+
+
+@needs_transformers
+def test_create_backbone_gives_a_dense_transformers_vit_from_a_local_folder_and_refuses_its_swin(tmp_path):
+    from transformers import SwinConfig, SwinModel, ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-vit"
+    ViTModel(ViTConfig(hidden_size=DIM, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8),
+             add_pooling_layer=False).save_pretrained(folder)  # fmt: skip
+    dense = monatune.create_backbone(f"hf:{folder}", dense=True, out_indices=(1, 2, 3))
+    assert dense.out_channels == [DIM // 2, DIM, DIM] and dense.strides == [8, 16, 32]
+    assert [tuple(o.shape[-2:]) for o in dense(torch.randn(1, 3, 64, 32))] == [(8, 4), (4, 2), (2, 1)]
+    swin = tmp_path / "tiny-swin"
+    SwinModel(SwinConfig(embed_dim=16, depths=[1, 1], num_heads=[1, 2], image_size=32, window_size=2)).save_pretrained(swin)
+    with pytest.raises(TypeError, match="dinov2"):
+        monatune.create_backbone(f"hf:{swin}", dense=True)
+
+
+def test_a_dense_vit_loads_local_weights_its_pyramid_new(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = {k: v.contiguous() for k, v in monatune.create_backbone("test_vit").state_dict().items()}
+    save_file(state, tmp_path / "vit.safetensors")
+    dense = monatune.create_backbone("test_vit", dense=True, weights=tmp_path / "vit.safetensors")  # the pyramid: new, no error
+    for name, tensor in state.items():
+        torch.testing.assert_close(dense.vit.state_dict()[name], tensor, msg=name)

@@ -116,11 +116,11 @@ def create_backbone(
     device = torch.device("meta") if meta else None
     with torch.device(device) if device is not None else contextlib.nullcontext():
         if name.startswith("hf:"):
-            if dense or weights is not None or pretrained:
-                raise ValueError(f"{name!r}: a transformers backbone loads from a local from_pretrained folder (hf:PATH), for classification only so far")
+            if weights is not None or pretrained:
+                raise ValueError(f"{name!r}: a transformers backbone loads from a local from_pretrained folder (hf:PATH), not from weights=/pretrained=")
             from monatune.backbones.hf_vit import create_hf_model
 
-            model = create_hf_model(name[3:], num_classes)
+            model = create_hf_model(name[3:], 0 if dense else num_classes)
             family = "hf"
         elif name in EMBEDDED_BACKBONES:
             # a weights file replaces the shipped weights
@@ -132,10 +132,10 @@ def create_backbone(
         elif name in TORCHVISION_VITS:
             import torchvision
 
-            if pretrained or dense:
-                raise WeightsError(f"{name!r}: torchvision ViTs take local weights only here (weights=PATH), and no dense use yet")
+            if pretrained:
+                raise WeightsError(f"{name!r}: torchvision ViTs take local weights only here (weights=PATH)")
             model = getattr(torchvision.models, name)(num_classes=max(num_classes, 1), **kwargs)
-            if num_classes == 0:
+            if num_classes == 0 or dense:
                 model.heads = nn.Identity()
             family = "torchvision"
         elif name in TORCHVISION_SWINS:
@@ -162,8 +162,8 @@ def create_backbone(
     if dense:
         from timm.models.vision_transformer import VisionTransformer
 
-        if isinstance(model, VisionTransformer):
-            model = DenseViT(model, out_indices)
+        if isinstance(model, VisionTransformer) or name in TORCHVISION_VITS or family == "hf":
+            model = DenseViT(model, out_indices)  # refuses a transformers Swin, with the types it takes
         elif family == "timm":
             model = TimmDenseSwin(model, out_indices, window_order=window_order)
         else:

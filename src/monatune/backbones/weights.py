@@ -227,11 +227,13 @@ def check_all_loaded(
 ) -> list[str]:
     """Raise WeightsError when a tensor of ``model`` did not come from the weights file ``path``.
 
-    New by design, never an error: ``DENSE_STAGE_NORMS`` and the classifier head (``CLASSIFIER_HEAD``).
+    New by design, never an error: ``DENSE_STAGE_NORMS``, the classifier head (``CLASSIFIER_HEAD``) and
+    the model's ``new_modules`` (a dense ViT's feature pyramid).
     ``allow_missing``: more fnmatch patterns on ``model``'s state-dict keys that may stay at their
     initial values. Returns the keys left at their initial values (allowed ones).
     """
-    allowed = (*DENSE_STAGE_NORMS, CLASSIFIER_HEAD, *allow_missing)
+    new = tuple(f"{m}.*" for m in getattr(model, "new_modules", ()))  # e.g. a dense ViT's pyramid
+    allowed = (*DENSE_STAGE_NORMS, CLASSIFIER_HEAD, *new, *allow_missing)
     state = model.state_dict(keep_vars=True)
     left = [k for k, t in state.items() if id(t) not in loaded]
     refused = [k for k in left if not any(fnmatch(k, pattern) for pattern in allowed)]
