@@ -112,7 +112,9 @@ def substitute(command: str, ws: dict[str, Path], scratch: Path) -> list[str]:
 
 def _fake_run_demo(task, method_names, out_dir, quick, seeds=1, backbone=None):
     # a demo without --quick: arguments parsed, task and methods resolved; the run itself is not started
-    assert task.name and method_names and out_dir and seeds >= 1 and backbone is None
+    from monatune.backbones.embedded import EMBEDDED_BACKBONES
+
+    assert task.name and method_names and out_dir and seeds >= 1 and backbone in (None, *EMBEDDED_BACKBONES)
     return {}
 
 
