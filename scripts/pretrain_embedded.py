@@ -160,6 +160,9 @@ PROBE_PROTOCOL = (
 )
 
 
+TEACHER_STAGE = 3  # the teacher's stage whose map the student regresses (4x4 at 64 px: the Swin mini's best probe)
+
+
 class FeatureDistillation(torch.nn.Module):
     """Feature distillation from a frozen embedded Swin: the student ViT's last-block patch tokens,
     average-pooled to the teacher's stage-3 grid and projected to its width, regress the teacher's
@@ -167,7 +170,7 @@ class FeatureDistillation(torch.nn.Module):
     and not shipped. Its point: a ViT learns slowly from 24 labels on a small pool, and a convolutional-ish
     teacher's dense map gives it a target at every position."""
 
-    def __init__(self, teacher_name: str, student_width: int, stage: int = 3) -> None:
+    def __init__(self, teacher_name: str, student_width: int, stage: int = TEACHER_STAGE) -> None:
         super().__init__()
         self.teacher = create_embedded(teacher_name).eval().requires_grad_(False)  # its shipped weights
         self.stage = stage
@@ -324,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
             "drop_path_rate": args.drop_path_rate,
             "precision": "bf16 autocast, fp32 weights" if args.precision == "bf16" else "fp32",
             "label_smoothing": args.label_smoothing,
-            **({"feature_distillation": {"teacher": args.teacher, "teacher_stage": 3, "weight": args.distill_weight,
+            **({"feature_distillation": {"teacher": args.teacher, "teacher_stage": TEACHER_STAGE, "weight": args.distill_weight,
                                          "loss": "smooth L1, student last-block patch tokens pooled to the teacher's grid, linear projector (not shipped), layer-normed targets"}}
                if args.teacher else {}),
             "threads": args.threads,

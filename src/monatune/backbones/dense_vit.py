@@ -7,9 +7,11 @@ prefix tokens and the patch grid, at any input size (position embeddings interpo
 ``VisionTransformer`` (its own layers, position embedding resized bicubically), transformers
 ``ViTModel`` / ``Dinov2Model`` / ``Dinov2WithRegistersModel`` / ``CLIPVisionModel``
 (``last_hidden_state`` with the library's own interpolation).
-The tokens, prefix tokens dropped, form a map of stride p (the patch size). From it: stride 4 by two 2x2 transposed convs (C -> C/2, LayerNorm, GELU, -> C/4), stride 8 by
-one (C -> C/2), stride 16 the map itself (C), stride 32 a 2x2 max-pool (C). With p != 16 each level is
-resized (bilinear) to the exact size of its stride. The pyramid is new: it trains with the heads
+
+The tokens, prefix tokens dropped, form a map of stride p (the patch size). From it: stride 4 by two
+2x2 transposed convs (C -> C/2, LayerNorm, GELU, -> C/4), stride 8 by one (C -> C/2), stride 16 the
+map itself (C), stride 32 a 2x2 max-pool (C). With p != 16 each level is resized (bilinear) to the
+exact size of its stride. The pyramid is new: it trains with the heads
 (``new_modules``), the ViT is tuned by the method like a Swin.
 """
 
